@@ -1,0 +1,187 @@
+"""Health-gated deploys on the supervisor runtime with the real runner: the whole service
+lifecycle, replicas, redeploys that build nothing, failed deploys that keep the old version,
+kill -9 recovery. Environments are shared by the session (as ALGOSTAGE_ENV_DIR shares them
+between platforms), so only the first deploy pays for building one."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import select
+
+from app.invoke import InvokeError
+from app.models import Deployment, PortReservation
+from app.platform import Platform
+from orchestration.deployer import DeployRequest
+from orchestration.errors import DeployError
+from orchestration.runtime import ServiceState
+from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER, service_platform, wait_ready
+
+pytestmark = pytest.mark.timeout(900)
+FIXTURES = ROOT / "tests" / "fixtures" / "algorithms"
+
+
+@pytest.fixture
+def deploy_platform(migrated_db_url: str, tmp_path: Path, shared_envs: Path) -> Iterator[Platform]:
+    p = service_platform(migrated_db_url, tmp_path / "home", shared_envs)
+    yield p
+    p.daemon.shutdown()
+    p.close()
+
+
+def package_as(tmp_path: Path, fixture: str, name: str, **manifest: object) -> Path:
+    pkg = tmp_path / f"{fixture}-{name}-{len(list(tmp_path.iterdir()))}"
+    shutil.copytree(FIXTURES / fixture, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    data = yaml.safe_load((pkg / "algorithm.yaml").read_text())
+    data.update(name=name, **manifest)
+    (pkg / "algorithm.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return pkg
+
+
+def health(url: str) -> dict:
+    return httpx.get(f"{url}/health", timeout=5).json()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    return state != "Z"
+
+
+def test_deploy_invoke_stop_start_restart_remove(deploy_platform: Platform) -> None:
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    events: list[str] = []
+    result = p.deployer.deploy(OPERATOR, DeployRequest("hello"), lambda e: events.append(e.phase))
+
+    assert result.version == 1 and result.runtime == "supervisor" and len(result.urls) == 1
+    assert list(result.phases) == ["export", "build", "start", "smoke", "switch", "retire"]
+    assert {"build", "smoke", "switch"} <= set(events)
+    url = result.urls[0]
+    info = httpx.get(f"{url}/info", timeout=5).json()
+    assert info["version"] == "v1" and info["manifest"]["name"] == "hello"
+
+    call = p.invoker.invoke(VIEWER, "hello", ["hello world"])
+    assert call.version == "v1" and len(call.outputs) == 1 and call.predict_ms is not None
+    with pytest.raises(InvokeError) as bad:
+        p.invoker.invoke(VIEWER, "hello", ["x"], {"threshold": 7})
+    assert bad.value.status == 422 and "threshold" in str(bad.value)
+
+    view = p.services.get(VIEWER, "hello")
+    assert view.state is ServiceState.RUNNING and view.version == "v1" and view.replicas[0].pid
+    pid = view.replicas[0].pid
+    p.services.stop(OPERATOR, ["hello"])
+    assert p.services.get(VIEWER, "hello").state is ServiceState.STOPPED and not pid_alive(pid)
+    with pytest.raises(InvokeError):
+        p.invoker.invoke(VIEWER, "hello", ["x"])
+    p.services.start(OPERATOR, ["hello"])
+    wait_ready(url)
+    old_pid = p.services.get(VIEWER, "hello").replicas[0].pid
+    p.services.restart(OPERATOR, ["hello"])
+    wait_ready(url)
+    assert p.services.get(VIEWER, "hello").replicas[0].pid != old_pid
+
+    name = view.replicas[0].name
+    p.services.remove(OPERATOR, ["hello"])
+    assert p.services.list(VIEWER) == []
+    assert not (p.daemon.include_dir / f"{name}.conf").exists()
+    assert p.runtimes["supervisor"].status(name).exists is False
+    with p.sessions() as s:
+        assert s.scalars(select(PortReservation)).all() == []
+        deployment = s.scalars(select(Deployment)).one()
+    assert deployment.status == "succeeded" and deployment.actor == "op"
+    assert set(deployment.phases) >= {"build", "smoke"}
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/health", timeout=2)
+
+
+def test_replicas_share_the_load_and_survive_kill_9(deploy_platform: Platform) -> None:
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    result = p.deployer.deploy(OPERATOR, DeployRequest("hello", replicas=2))
+    assert len(set(result.urls)) == 2
+    replicas = {p.invoker.invoke(VIEWER, "hello", ["abc"]).replica for _ in range(4)}
+    assert replicas == {"algo-hello-1", "algo-hello-2"}
+
+    view = p.services.get(VIEWER, "hello")
+    victim = view.replicas[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    # the other replica keeps answering while the killed one comes back
+    assert p.invoker.invoke(VIEWER, "hello", ["still here"]).outputs
+    wait_ready(f"http://127.0.0.1:{victim.port}", timeout=30)
+    recovered = time.monotonic() - t0
+    new_pid = p.services.get(VIEWER, "hello").replicas[0].pid
+    assert new_pid != victim.pid and recovered < 30
+
+
+def test_redeploy_with_unchanged_requirements_builds_nothing_and_retires_the_old(
+        deploy_platform: Platform, tmp_path: Path) -> None:
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    first = p.deployer.deploy(OPERATOR, DeployRequest("hello"))
+    v2 = package_as(tmp_path, "hello", "hello", title="Hello again")
+    p.catalog.upload(ADMIN, str(v2))
+    second = p.deployer.deploy(OPERATOR, DeployRequest("hello"))
+
+    assert second.version == 2 and second.environment_built is False
+    assert second.urls != first.urls
+    assert httpx.get(f"{second.urls[0]}/info", timeout=5).json()["version"] == "v2"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{first.urls[0]}/health", timeout=2)
+    assert [r.name for r in p.services.get(VIEWER, "hello").replicas] == ["algo-hello-2"]
+    rollback = p.deployer.deploy(OPERATOR, DeployRequest("hello", version=1))
+    assert httpx.get(f"{rollback.urls[0]}/info", timeout=5).json()["version"] == "v1"
+
+
+def test_a_version_whose_setup_fails_leaves_the_running_one_serving(deploy_platform: Platform,
+                                                                    tmp_path: Path) -> None:
+    p = deploy_platform
+    good = package_as(tmp_path, "hello", "flaky")
+    p.catalog.upload(ADMIN, str(good))
+    ok = p.deployer.deploy(OPERATOR, DeployRequest("flaky"))
+    broken = package_as(tmp_path, "crash_in_setup", "flaky", task="text.classification")
+    p.catalog.upload(ADMIN, str(broken))
+
+    with pytest.raises(DeployError) as e:
+        p.deployer.deploy(OPERATOR, DeployRequest("flaky", health_timeout=30))
+    assert e.value.phase == "smoke" and "SETUP_FAILED" in str(e.value) and "model file missing" in str(e.value)
+
+    assert p.invoker.invoke(VIEWER, "flaky", ["still v1"]).version == "v1"
+    assert health(ok.urls[0])["status"] == "READY"
+    view = p.services.get(VIEWER, "flaky")
+    assert view.version == "v1" and [r.name for r in view.replicas] == ["algo-flaky-1"]
+    with p.sessions() as s:
+        rows = s.scalars(select(Deployment).order_by(Deployment.id)).all()
+        owners = sorted(r.owner for r in s.scalars(select(PortReservation)))
+    assert [r.status for r in rows] == ["succeeded", "failed"]
+    assert rows[1].failed_phase == "smoke" and "model file missing" in rows[1].error
+    assert owners == ["algo-flaky-1"]
+    assert p.runtimes["supervisor"].status("algo-flaky-2").exists is False
+
+
+def test_deploy_rights_and_bad_requests(deploy_platform: Platform) -> None:
+    from app.auth import PermissionDenied
+    from app.errors import ValidationFailed
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    with pytest.raises(PermissionDenied):
+        p.deployer.deploy(VIEWER, DeployRequest("hello"))
+    with pytest.raises(ValidationFailed, match="no algorithm"):
+        p.deployer.deploy(OPERATOR, DeployRequest("nope"))
+    with pytest.raises(ValidationFailed, match="no version 9"):
+        p.deployer.deploy(OPERATOR, DeployRequest("hello", version=9))
+    with pytest.raises(ValidationFailed, match="replicas"):
+        p.deployer.deploy(OPERATOR, DeployRequest("hello", replicas=40))
+    with pytest.raises(ValidationFailed, match="unknown runtime"):
+        p.deployer.deploy(OPERATOR, DeployRequest("hello", runtime="k8s"))

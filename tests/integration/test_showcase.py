@@ -1,0 +1,223 @@
+"""The Showcase over real services: the demo `face-detect` and `sentiment-en` deployed by the
+deployer on the supervisor runtime (each database backend), demo media seeded into the object
+store. Runs, the result cache, forced re-runs, checks before calling, comparisons with box
+agreement, video frame by frame, scenarios and replays with the service stopped and removed."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.demo import seed_media
+from app.errors import PermissionDenied, ValidationFailed
+from app.models import AlgorithmCall
+from app.platform import Platform
+from app.showcase import Column, InputData, InputRef, Limits, ScenarioSpec, Showcase
+from app.storage import DEMO_BUCKET, RESULTS_BUCKET
+from orchestration.deployer import DeployRequest
+from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER, service_platform
+
+pytestmark = pytest.mark.timeout(1200)
+DEMO = ROOT / "demo_data" / "algorithms"
+FACE = InputRef(DEMO_BUCKET, "media/messi5.jpg")
+MODELS = ("haar_default", "haar_alt2", "lbp")
+
+
+@pytest.fixture(scope="module")
+def deployed(migrated_db_url: str, tmp_path_factory: pytest.TempPathFactory, shared_envs: Path) -> Iterator[Platform]:
+    """face-detect and sentiment-en deployed once per backend; the tests below share them, in order."""
+    p = service_platform(migrated_db_url, tmp_path_factory.mktemp("showcase-home"), shared_envs)
+    seed_media(p)
+    for name in ("face-detect", "sentiment-en"):
+        p.catalog.upload(ADMIN, str(DEMO / name))
+        p.deployer.deploy(OPERATOR, DeployRequest(name, runtime="supervisor", health_timeout=300))
+    yield p
+    p.daemon.shutdown()
+    p.close()
+
+
+def calls(p: Platform, **where: object) -> int:
+    with p.sessions() as s:
+        q = select(func.count()).select_from(AlgorithmCall)
+        for key, value in where.items():
+            q = q.where(getattr(AlgorithmCall, key) == value)
+        return s.scalar(q)
+
+
+def test_gallery_offers_demo_media_by_kind(deployed: Platform) -> None:
+    sc = deployed.showcase
+    images = {str(i.ref) for i in sc.gallery("image")}
+    assert "demo-media/media/messi5.jpg" in images and not any(r.endswith(".avi") for r in images)
+    assert {"demo-media/media/vtest.avi", "demo-media/media/Megamind.avi"} <= {str(i.ref) for i in sc.gallery("video")}
+    texts = sc.gallery("text")
+    assert len(texts) >= 8 and all(i.ref.line for i in texts) and not any("README" in i.ref.key for i in texts)
+    first = sc.load(texts[0].ref)
+    assert first.kind == "text" and first.text and "\n" not in first.text
+    assert {c.name: c.running for c in sc.services(VIEWER)} == {"face-detect": True, "sentiment-en": True}
+
+
+def test_a_repeated_run_is_cached_and_force_calls_again(deployed: Platform) -> None:
+    sc = deployed.showcase
+    first = sc.run(VIEWER, "face-detect", FACE, {"model": "haar_default"})
+    assert first.ok and not first.cached and first.error is None and first.call_id
+    assert first.version == "v1" and len(first.output["boxes"]) >= 1
+    assert first.predict_ms is not None and first.total_ms >= first.predict_ms
+
+    second = sc.run(VIEWER, "face-detect", FACE, {"model": "haar_default"})
+    assert second.cached and second.call_id == first.call_id and second.outputs == first.outputs
+    assert second.cached_at is not None and second.total_ms == first.total_ms
+    defaults = sc.run(VIEWER, "face-detect", FACE, {})   # the defaults spelled out or not: one entry
+    assert defaults.cached and defaults.call_id == first.call_id
+    other = sc.run(VIEWER, "face-detect", FACE, {"model": "lbp"})
+    assert not other.cached
+
+    forced = sc.run(VIEWER, "face-detect", FACE, {"model": "haar_default"}, force=True)
+    assert not forced.cached and forced.call_id != first.call_id and forced.outputs == first.outputs
+    assert calls(deployed, input_ref=str(FACE), status="ok") == 3
+    assert sc.run(VIEWER, "face-detect", FACE, {"model": "haar_default"}).call_id == forced.call_id  # the latest
+
+
+def test_inputs_and_parameters_are_checked_before_any_call(deployed: Platform, tmp_path: Path) -> None:
+    sc = deployed.showcase
+    before = calls(deployed)
+
+    def refused(fn, *args, **kwargs) -> list:  # noqa: ANN001
+        with pytest.raises(ValidationFailed) as e:
+            fn(*args, **kwargs)
+        return [(p.field, p.reason) for p in e.value.problems]
+
+    [(field, reason)] = refused(sc.run, VIEWER, "face-detect", FACE, {"scale_factor": 5})
+    assert field == "scale_factor" and "between 1.01 and 2" in reason
+    assert refused(sc.run, VIEWER, "face-detect", FACE, {"nope": 1})[0][0] == "nope"
+    assert "10,001 characters" in refused(sc.run, VIEWER, "sentiment-en", "x" * 10_001)[0][1]
+    assert "empty" in refused(sc.run, VIEWER, "sentiment-en", "   ")[0][1]
+    assert "takes image input, not text" in refused(sc.run, VIEWER, "face-detect", "a face?")[0][1]
+    assert "takes text input, not image" in refused(sc.run, VIEWER, "sentiment-en", FACE)[0][1]
+    assert refused(sc.run, VIEWER, "no-such", "x")[0][0] == "service"
+
+    jpeg = deployed.objects.get(DEMO_BUCKET, FACE.key)
+    [(field, reason)] = refused(sc.add_media, VIEWER, "broken.jpg", jpeg[: len(jpeg) // 2])
+    assert field == "file" and "truncated" in reason
+    assert "unsupported type" in refused(sc.add_media, VIEWER, "doc.pdf", b"%PDF-1.7\n\x00\x01\x02binary")[0][1]
+    assert "video" in refused(sc.add_media, VIEWER, "clip.avi", b"RIFF\x00\x10\x00\x00AVI LIST" + b"\x00" * 400)[0][1]
+    small = Showcase(deployed.sessions, deployed.invoker, deployed.objects, deployed.services, workdir=tmp_path,
+                     limits=Limits(max_upload_bytes=10_000))
+    assert "MiB" in refused(small.add_media, VIEWER, "big.jpg", jpeg)[0][1]
+    assert "characters" in refused(small.add_text, VIEWER, "y" * 10_001)[0][1]
+    assert refused(sc.load, "demo-media/media/missing.jpg")[0][1].endswith("does not exist")
+    assert calls(deployed) == before
+
+    item = sc.add_media(VIEWER, "messi copy.jpg", jpeg)
+    assert item.kind == "image" and item.ref.key.startswith("uploads/") and item.ref.key.endswith("messi-copy.jpg")
+    assert sc.add_media(VIEWER, "again.jpg", jpeg).ref.key.split("-")[0] == item.ref.key.split("-")[0]
+    assert sc.run(VIEWER, "face-detect", item.ref, {"model": "haar_default"}).cached  # same bytes as the demo image
+
+
+def test_compare_three_cascades_on_a_face(deployed: Platform) -> None:
+    cmp = deployed.showcase.compare(VIEWER, FACE, [Column("face-detect", {"model": m}) for m in MODELS])
+    assert cmp.task == "image.detection" and [r.params["model"] for r in cmp.results] == list(MODELS)
+    assert all(r.ok and r.error is None for r in cmp.results)
+    assert cmp.counts[0] >= 1 and cmp.counts[1] >= 1 and cmp.counts[2] is not None, cmp.counts
+    assert [(x.left, x.right) for x in cmp.pairs] == [(0, 1), (0, 2), (1, 2)]
+    for pair in cmp.pairs:
+        assert pair.boxes is not None
+        assert len(pair.boxes.pairs) + len(pair.boxes.unmatched_a) == cmp.counts[pair.left]
+        assert len(pair.boxes.pairs) + len(pair.boxes.unmatched_b) == cmp.counts[pair.right]
+        if pair.boxes.pairs:
+            assert 0.5 <= pair.boxes.mean_iou <= 1.0 and pair.box_label_agreement == 1.0
+    haar = cmp.pairs[0].boxes   # the two Haar cascades agree on Messi's face (LBP misses it at these settings)
+    assert len(haar.pairs) >= 1 and haar.mean_iou >= 0.5
+
+    with pytest.raises(ValidationFailed) as e:
+        deployed.showcase.compare(VIEWER, FACE, [Column("face-detect"), Column("face-detect", {"min_size": 1})])
+    assert [p.field for p in e.value.problems] == ["column 2 · min_size"]
+    with pytest.raises(ValidationFailed, match="columns"):
+        deployed.showcase.compare(VIEWER, FACE, [Column("face-detect")] * 5)
+    with pytest.raises(ValidationFailed, match="different inputs"):
+        deployed.showcase.compare(VIEWER, FACE, [Column("face-detect"), Column("sentiment-en")])
+
+
+def test_compare_text_columns_reports_label_agreement(deployed: Platform) -> None:
+    cmp = deployed.showcase.compare(VIEWER, "The food was good.", [Column("sentiment-en", {"threshold": 0.05}),
+                                                                   Column("sentiment-en", {"threshold": 0.99})])
+    assert [r.output["label"] for r in cmp.results] == ["positive", "neutral"]
+    assert cmp.counts == [None, None] and cmp.pairs[0].label_agrees is False
+
+
+def test_video_runs_frame_by_frame_into_a_playable_mp4_and_is_cached(deployed: Platform) -> None:
+    sc = deployed.showcase
+    video = InputRef(DEMO_BUCKET, "media/Megamind.avi")
+    seen: list[tuple[int, int]] = []
+    result = sc.run_video(VIEWER, "face-detect", video, {}, every_nth=5, max_frames=8,
+                          progress=lambda done, total: seen.append((done, total)))
+    assert result.complete and not result.cached and result.error is None
+    assert [r["frame"] for r in result.frames] == [0, 5, 10, 15, 20, 25, 30, 35]
+    assert all(r["latency_ms"] > 0 and r["predict_ms"] is not None and r["count"] >= 0 for r in result.frames)
+    assert seen[0] == (0, 8) and seen[-1] == (8, 8)
+    mp4 = deployed.objects.get(RESULTS_BUCKET, result.video_key)
+    assert mp4[4:8] == b"ftyp" and b"avc1" in mp4[:4096]   # H.264 with the index first
+    assert calls(deployed, input_ref=f"{video} (video frame)") == 8
+
+    again = sc.run_video(VIEWER, "face-detect", video, {}, every_nth=5, max_frames=8)
+    assert again.cached and again.frames == result.frames and again.video_key == result.video_key
+    assert calls(deployed, input_ref=f"{video} (video frame)") == 8
+
+    stop = threading.Event()
+    stop.set()
+    cancelled = sc.run_video(VIEWER, "face-detect", video, {}, every_nth=5, max_frames=8, force=True, cancel=stop)
+    assert cancelled.cancelled and not cancelled.complete and len(cancelled.frames) < 8
+
+    job = sc.start_video(sc.plan_video(VIEWER, "face-detect", video, {"model": "lbp"}, max_frames=3))
+    assert job.wait(120) and job.error is None and job.result.complete and job.progress == (3, 3)
+
+    with pytest.raises(ValidationFailed, match="not a video"):
+        sc.plan_video(VIEWER, "face-detect", FACE, {})
+    with pytest.raises(ValidationFailed, match="text input, not video"):
+        sc.plan_video(VIEWER, "sentiment-en", video, {})
+    broken = InputData("broken.avi", "video", data=b"RIFF\x00\x10\x00\x00AVI LIST" + b"\x01" * 2000)
+    with pytest.raises(ValidationFailed, match="input"):
+        sc.run_video(VIEWER, "face-detect", broken, {})
+
+
+def test_scenarios_replay_cached_and_survive_a_stopped_then_removed_service(deployed: Platform) -> None:
+    sc = deployed.showcase
+    typed = sc.add_text(VIEWER, "What a wonderful, delightful day!")
+    line = next(i.ref for i in sc.gallery("text") if i.ref.key == "text/reviews-en.txt")
+    spec = ScenarioSpec([str(typed.ref), str(line)], [Column("sentiment-en"), Column("sentiment-en", {"threshold": 0.9})])
+    saved = sc.save_scenario(VIEWER, "demo day", spec)
+    assert saved.created_by == "viewer" and saved.spec.columns[0].params == {"threshold": 0.05}
+    with pytest.raises(ValidationFailed) as e:
+        sc.save_scenario(VIEWER, " ", ScenarioSpec(["demo-media/none.txt"], [Column("sentiment-en", {"threshold": 2})]))
+    assert {p.field for p in e.value.problems} == {"name", "input", "column 1 · threshold"}
+    assert [s.name for s in sc.scenarios(VIEWER)] == ["demo day"]
+
+    first = sc.replay(VIEWER, "demo day")
+    assert len(first) == 2 and all(len(c.results) == 2 and c.pairs for c in first)
+    assert first[0].results[0].output["label"] == "positive" and first[0].input.ref == str(typed.ref)
+    second = sc.replay(VIEWER, "demo day")
+    assert all(r.cached and r.error is None for c in second for r in c.results)
+    assert [r.outputs for c in second for r in c.results] == [r.outputs for c in first for r in c.results]
+
+    assert deployed.services.stop(OPERATOR, ["sentiment-en"]) == {"sentiment-en": None}
+    down = sc.replay(VIEWER, "demo day", force=True)
+    assert all(r.cached and r.ok and "not reachable" in r.error for c in down for r in c.results)
+    assert [r.outputs for c in down for r in c.results] == [r.outputs for c in first for r in c.results]
+    fresh = sc.run(VIEWER, "sentiment-en", "A sentence nobody has run before.")
+    assert not fresh.ok and not fresh.cached and "not reachable" in fresh.error
+    assert {c.name: c.running for c in sc.services(VIEWER)}["sentiment-en"] is False
+
+    deployed.services.remove(OPERATOR, ["sentiment-en"])
+    gone = sc.replay(VIEWER, "demo day")
+    assert all(r.cached and r.ok and "no service" in r.error for c in gone for r in c.results)
+
+    with pytest.raises(ValidationFailed, match="takes image input, not text"):
+        sc.save_scenario(OPERATOR, "ops only", ScenarioSpec([str(line)], [Column("face-detect")]))
+    sc.save_scenario(OPERATOR, "ops only", ScenarioSpec([str(FACE)], [Column("face-detect")]))
+    with pytest.raises(PermissionDenied):
+        sc.delete_scenario(VIEWER, "ops only")
+    sc.delete_scenario(VIEWER, "demo day")
+    sc.delete_scenario(ADMIN, "ops only")
+    assert sc.scenarios(VIEWER) == []

@@ -1,0 +1,66 @@
+"""Running a real platform (supervisord + Streamlit) for integration and browser tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunningPlatform:
+    home: Path
+    port: int
+    env: dict[str, str]
+    up_output: str
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+        return run_cli(self.env, *args, check=check, timeout=timeout)
+
+
+def platform_env(home: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALGOSTAGE_", "DATABASE_URL"))}
+    env.update(ALGOSTAGE_HOME=str(home), ALGOSTAGE_UI_PORT=str(port), ALGOSTAGE_ADMIN_PASSWORD="admin-password",
+               PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "app", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"python -m app {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def processes_mentioning(*needles: str) -> list[str]:
+    """Command lines of live processes containing any needle (zombies excluded)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(n in cmd for n in needles):
+            found.append(f"{proc.name}: {cmd}")
+    return found
+
+
+def start_platform(home: Path, port: int, **extra: str) -> RunningPlatform:
+    env = platform_env(home, port, **extra)
+    proc = run_cli(env, "up", check=True, timeout=180)
+    return RunningPlatform(home, port, env, proc.stdout)
+
+
+def stop_platform(p: RunningPlatform) -> None:
+    run_cli(p.env, "down", timeout=120)
