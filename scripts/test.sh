@@ -12,4 +12,7 @@ if [[ -z ${DOCKER_HOST:-} ]]; then
   DOCKER_HOST=$(tail -1 <<<"$engine" | sed 's/^DOCKER_HOST=//')
   export DOCKER_HOST
 fi
+# Unbuffered, so a CI log shows how far the run got even if it is cut off.
+export PYTHONUNBUFFERED=1
+echo "test.sh: environment ready after ${SECONDS}s; running pytest" >&2
 exec .venv/bin/python -m pytest "$@"
