@@ -99,8 +99,16 @@ start_service() {
   fi
   rm -f "$SOCKET"
   say "starting podman system service on unix://$SOCKET (log: $LOG)"
-  # from / so the service never holds a checkout's directory (conmon needs its cwd to exist)
-  (cd / && nohup podman system service --time=0 "unix://$SOCKET" >>"$LOG" 2>&1 </dev/null &)
+  # From / so the service never holds a checkout's directory (conmon needs its cwd to exist).
+  # Every descriptor of the background job goes to the log: callers read this script's output
+  # with $(…), which waits until nothing holds its pipe open (a wrapper shell keeping it hung CI).
+  # Descriptors above 2 (a CI runner's own pipes) are closed too.
+  (
+    cd /
+    for fd in /proc/$BASHPID/fd/*; do fd=${fd##*/}; if ((fd > 2)); then eval "exec $fd>&-"; fi; done
+    exec setsid podman system service --time=0 "unix://$SOCKET"
+  ) >>"$LOG" 2>&1 </dev/null &
+  disown
   for _ in $(seq 1 60); do
     if ping; then return 0; fi
     sleep 0.5
