@@ -780,6 +780,32 @@ class Showcase:
                f"{hashlib.sha256(data.data or b'').hexdigest()[:24]}-n{every_nth}-m{max_frames or 0}")
         return VideoPlan(actor, target, checked, data, every_nth, max_frames, key)
 
+    def plan_video_compare(self, actor: Actor, input: InputRef | InputData, columns: Sequence[Column], *,
+                           every_nth: int = 1, max_frames: int | None = None) -> list[VideoPlan]:
+        """Every check of a video comparison (1–4 columns of image services, their parameters, the
+        video, the frame choice) before any frame is sent; ValidationFailed names what is refused."""
+        require(actor, Action.VIEW_SHOWCASE)
+        if not 1 <= len(columns) <= MAX_COLUMNS:
+            raise ValidationFailed([Problem("columns", f"1 to {MAX_COLUMNS} columns, got {len(columns)}")])
+        self._check_columns(columns)
+        data = self._coerce_input(input)
+        return [self.plan_video(actor, c.service, data, c.params, every_nth=every_nth, max_frames=max_frames)
+                for c in columns]
+
+    def start_video_compare(self, plans: Sequence[VideoPlan], *, force: bool = False) -> VideoJob:
+        """The planned columns run one after the other in a background thread; `job.result` is an
+        `app.video_compare.VideoComparison`, `job.stage` the column running (1-based, of n)."""
+        from app.video_compare import run_columns   # imports this module
+
+        job = VideoJob()
+
+        def progress(column: int, done: int, total: int) -> None:
+            job.stage = (column + 1, len(plans))
+            job.update(done, total)
+        job.start(lambda: run_columns(plans, self.execute_video, force=force, progress=progress,
+                                      cancel=job.cancel_event))
+        return job
+
     def start_video(self, plan: VideoPlan, *, force: bool = False) -> VideoJob:
         """`execute_video` in a background thread, for pages that poll progress and offer cancel."""
         job = VideoJob()
@@ -891,17 +917,19 @@ class _TempFile:
 
 
 class VideoJob:
-    """A video run in a background thread: `progress` (done, total), `cancel()`, and when `done`,
-    `result` (a VideoResult) or `error` (the message of a refused input or unexpected failure)."""
+    """A video run in a background thread: `progress` (done, total) of the column running, `stage`
+    (column, columns) for a comparison, `cancel()`, and when `done`, `result` (a VideoResult, or a
+    VideoComparison) or `error` (the message of a refused input or unexpected failure)."""
 
     def __init__(self) -> None:
         self.cancel_event = threading.Event()
         self.progress: tuple[int, int] = (0, 0)
-        self.result: VideoResult | None = None
+        self.stage: tuple[int, int] | None = None
+        self.result: Any = None
         self.error: str | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self, work: Callable[[], VideoResult]) -> None:
+    def start(self, work: Callable[[], Any]) -> None:
         def body() -> None:
             try:
                 self.result = work()

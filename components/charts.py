@@ -71,3 +71,31 @@ def video_frames_figure(rows: Sequence[Mapping[str, Any]], *, count: str, latenc
     fig.update_yaxes(title_text="ms", row=2, col=1)
     fig.update_layout(title=title, height=460, **LAYOUT)
     return fig
+
+
+COLUMN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def video_counts_figure(labels: Sequence[str], frames: Sequence[Sequence[Mapping[str, Any]]], *, count: str,
+                        title: str = "") -> go.Figure:
+    """Detections per frame, one line per column (`frames[i]` = column i's per-frame rows)."""
+    fig = go.Figure([go.Scatter(x=[r.get("frame") for r in rows], y=[r.get("count") for r in rows], name=label,
+                                mode="lines", line={"color": COLUMN_COLORS[i % len(COLUMN_COLORS)], "shape": "hv"})
+                     for i, (label, rows) in enumerate(zip(labels, frames))])
+    fig.update_layout(title=title, xaxis_title="frame", yaxis_title=count, hovermode="x unified", **LAYOUT)
+    return fig
+
+
+def video_latency_figure(labels: Sequence[str], frames: Sequence[Sequence[Mapping[str, Any]]], *, total: str,
+                         predict: str, title: str = "") -> go.Figure:
+    """Per column, the distribution over frames of total ms (round trip) and predict ms (model)."""
+    fig = go.Figure()
+    for name, field, color in ((total, "latency_ms", TOTAL_COLOR), (predict, "predict_ms", PREDICT_COLOR)):
+        xs, ys = [], []
+        for label, rows in zip(labels, frames):
+            values = [r.get(field) for r in rows if isinstance(r.get(field), (int, float))]
+            xs += [label] * len(values)
+            ys += values
+        fig.add_trace(go.Box(x=xs, y=ys, name=name, marker_color=color, boxmean=True))
+    fig.update_layout(boxmode="group", title=title, yaxis_title="ms", **LAYOUT)
+    return fig

@@ -132,8 +132,8 @@ def _image_result(task: str, data: InputData, output: Mapping[str, Any], key: st
 
 # --- video -----------------------------------------------------------------------------------------
 
-def show_video(result: VideoResult, video: bytes | None, *, key: str) -> None:
-    """The annotated video (H.264 MP4, plays in the browser) and per-frame charts."""
+def show_video(result: VideoResult, video: bytes | None, *, key: str, charts: bool = True) -> None:
+    """The annotated video (H.264 MP4, plays in the browser) and, with `charts`, per-frame charts."""
     st.markdown(f"**{result.service}** · {result.version}")
     if result.cached and result.error:
         st.warning(t("results.cached_service_down", error=result.error), icon=":material/cloud_off:")
@@ -150,7 +150,7 @@ def show_video(result: VideoResult, video: bytes | None, *, key: str) -> None:
     c3.metric(t("results.fps"), f"{len(result.frames) / result.wall_s:.1f}" if result.wall_s else "–")
     if video:
         st.video(video, format="video/mp4")
-    if result.frames:
+    if result.frames and charts:
         st.plotly_chart(video_frames_figure(result.frames, count=t("results.count_axis"), latency=t("results.total_ms"),
                                             predict=t("results.predict_ms"), title=t("results.per_frame")),
                         key=f"{key}-frames")
@@ -195,7 +195,7 @@ def pair_row(p: PairSummary, labels: list[str]) -> dict[str, Any]:
         row[t("compare.only_left")] = len(p.boxes.unmatched_a)
         row[t("compare.only_right")] = len(p.boxes.unmatched_b)
         row[t("compare.mean_iou")] = None if p.boxes.mean_iou is None else round(p.boxes.mean_iou, 3)
-        row[t("compare.label_agreement")] = _pct(p.box_label_agreement)
+        row[t("compare.label_agreement")] = pct(p.box_label_agreement)
     if p.label_agrees is not None:
         row[t("compare.labels_agree")] = t("compare.yes") if p.label_agrees else t("compare.no")
     if p.entity_jaccard is not None:
@@ -205,7 +205,7 @@ def pair_row(p: PairSummary, labels: list[str]) -> dict[str, Any]:
     return row
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 

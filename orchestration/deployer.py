@@ -237,12 +237,24 @@ class _Run:
                 raise DeployError(f"{spec.name} is not healthy: {what}{health.error}", phase="smoke",
                                   log=self.runtime.logs(spec.name, 60, "stderr"))
             self.log("smoke", f"{spec.name}: /health {health.status} at {url}")
+        for spec in self.new:
+            self._wait_running(spec.name)
         problems = check_contract(f"http://{self.req.host}:{self.new[0].port}", self._sample(package),
                                   self.version.manifest.get("task", "json"))
         if problems:
             raise DeployError("smoke test failed: " + "; ".join(str(p) for p in problems), phase="smoke",
                               log=self.runtime.logs(self.new[0].name, 60, "stderr"))
         self.log("smoke", "smoke test passed: /health, /info, /predict on the first sample, /metrics")
+
+    def _wait_running(self, name: str) -> None:
+        """Until the runtime, too, counts the replica as started (supervisord's `startsecs`), so a
+        finished deploy never shows STARTING; DeployError if it stops meanwhile."""
+        deadline = time.monotonic() + self.req.health_timeout
+        while (state := self.runtime.status(name).state) != ServiceState.RUNNING:
+            if state not in (ServiceState.STARTING, ServiceState.UNKNOWN) or time.monotonic() > deadline:
+                raise DeployError(f"{name} is {state.value} after answering /health", phase="smoke",
+                                  log=self.runtime.logs(name, 60, "stderr"))
+            time.sleep(0.1)
 
     def _gone(self, name: str) -> str | None:
         state = self.runtime.status(name).state

@@ -9,6 +9,7 @@ from app.showcase import Column, ScenarioSpec
 from components.results import show_comparison
 from components.session import guard, platform, t
 from components.showcase_inputs import input_picker, param_form, refused
+from components.video_compare_view import watch_video_compare
 
 who = guard(Action.VIEW_SHOWCASE)
 p = platform()
@@ -30,17 +31,33 @@ with tab_run:
             name = st.selectbox(t("compare.service", n=i + 1), offered, index=i % len(offered), key=f"cmp-svc-{i}",
                                 format_func=lambda s: f"{s} · {choices[s].state}")
             columns.append(Column(name, param_form(choices[name].params, key=f"cmp-{i}-{name}")))
-    data = input_picker(p, who, choices[offered[0]].input_kind, key="cmp-input")
+    data = input_picker(p, who, choices[offered[0]].input_kind, key="cmp-input", allow_video=True)
+    video = data is not None and data.kind == "video"
+    if video:
+        c1, c2 = st.columns(2)
+        every_nth = int(c1.number_input(t("showcase.every_nth"), 1, 100, 1, key="cmp-every-nth"))
+        max_frames = int(c2.number_input(t("showcase.max_frames"), 0, 100_000, 0, help=t("showcase.max_frames_help"),
+                                         key="cmp-max-frames"))
     force = st.toggle(t("showcase.force"), help=t("showcase.force_help"), key="cmp-force")
     if st.button(t("compare.run"), type="primary", icon=":material/compare:", disabled=data is None):
+        st.session_state.pop("cmp-results", None)
+        st.session_state.pop("cmp-video", None)
         try:
-            with st.spinner(t("showcase.running")):
-                st.session_state["cmp-results"] = [p.showcase.compare(who, data, columns, force=force)]
+            if video:
+                plans = p.showcase.plan_video_compare(who, data, columns, every_nth=every_nth,
+                                                      max_frames=max_frames or None)
+                st.session_state["cmp-video"] = ([c.service for c in columns],
+                                                 p.showcase.start_video_compare(plans, force=force))
+            else:
+                with st.spinner(t("showcase.running")):
+                    st.session_state["cmp-results"] = [p.showcase.compare(who, data, columns, force=force)]
         except ValidationFailed as e:
             refused(e)
     with st.expander(t("compare.save")):
+        if video:
+            st.caption(t("compare.video_no_scenario"))
         scenario_name = st.text_input(t("compare.scenario_name"), key="cmp-scenario-name")
-        if st.button(t("compare.save_button"), disabled=data is None or not scenario_name.strip()):
+        if st.button(t("compare.save_button"), disabled=data is None or video or not scenario_name.strip()):
             try:
                 saved = p.showcase.save_scenario(who, scenario_name, ScenarioSpec([data.ref], columns))
                 st.success(t("compare.saved", name=saved.name))
@@ -62,6 +79,7 @@ with tab_scenarios:
         if c1.button(t("compare.replay"), type="primary", icon=":material/replay:"):
             try:
                 with st.spinner(t("showcase.running")):
+                    st.session_state.pop("cmp-video", None)
                     st.session_state["cmp-results"] = p.showcase.replay(who, chosen, force=replay_force)
             except ValidationFailed as e:
                 refused(e)
@@ -72,6 +90,10 @@ with tab_scenarios:
             except PermissionDenied as e:
                 st.error(str(e))
 
+if "cmp-video" in st.session_state:
+    st.divider()
+    watched, job = st.session_state["cmp-video"]
+    watch_video_compare(job, watched, p.showcase.video_bytes, key="cmp-video-result")
 for i, comparison in enumerate(st.session_state.get("cmp-results", [])):
     st.divider()
     show_comparison(comparison, key=f"cmp-result-{i}")

@@ -67,6 +67,7 @@ def test_deploy_invoke_stop_start_restart_remove(deploy_platform: Platform) -> N
     assert result.version == 1 and result.runtime == "supervisor" and len(result.urls) == 1
     assert list(result.phases) == ["export", "build", "start", "smoke", "switch", "retire"]
     assert {"build", "smoke", "switch"} <= set(events)
+    assert p.services.get(VIEWER, "hello").state.value == "RUNNING"   # supervisord's startsecs are over, too
     url = result.urls[0]
     info = httpx.get(f"{url}/info", timeout=5).json()
     assert info["version"] == "v1" and info["manifest"]["name"] == "hello"

@@ -182,6 +182,38 @@ def test_video_runs_frame_by_frame_into_a_playable_mp4_and_is_cached(deployed: P
         sc.run_video(VIEWER, "face-detect", broken, {})
 
 
+def test_compare_three_cascades_on_the_face_video_frame_by_frame(deployed: Platform) -> None:
+    sc = deployed.showcase
+    video = InputRef(DEMO_BUCKET, "media/Megamind.avi")
+    plans = sc.plan_video_compare(VIEWER, video, [Column("face-detect", {"model": m}) for m in MODELS],
+                                  every_nth=10, max_frames=12)
+    job = sc.start_video_compare(plans, force=True)
+    assert job.wait(300) and job.error is None, job.error
+    cmp = job.result
+    assert job.stage == (3, 3) and job.progress == (12, 12)
+    assert [c.params["model"] for c in cmp.columns] == list(MODELS) and cmp.task == "image.detection"
+    assert all(r is not None and r.complete and len(r.frames) == 12 for r in cmp.results)
+    assert all(deployed.objects.get(RESULTS_BUCKET, r.video_key)[4:8] == b"ftyp" for r in cmp.results)
+    assert [(x.left, x.right) for x in cmp.pairs] == [(0, 1), (0, 2), (1, 2)]
+    for pair in cmp.pairs:
+        left, right = (sum(f["count"] for f in cmp.results[i].frames) for i in (pair.left, pair.right))
+        assert pair.frames == 12
+        assert (pair.matched + pair.only_left, pair.matched + pair.only_right) == (left, right)
+    haar = cmp.pairs[0]   # the two Haar cascades find the same face in most frames
+    assert haar.matched >= 6 and haar.mean_iou >= 0.5 and haar.agreement >= 0.5, haar
+
+    again = sc.start_video_compare(plans)   # every column from the video cache
+    assert again.wait(60) and all(r.cached for r in again.result.results)
+
+    with pytest.raises(ValidationFailed) as e:
+        sc.plan_video_compare(VIEWER, video, [Column("face-detect"), Column("face-detect", {"model": "hog"})])
+    assert [p.field for p in e.value.problems] == ["column 2 · model"]
+    with pytest.raises(ValidationFailed, match="different inputs"):
+        sc.plan_video_compare(VIEWER, video, [Column("face-detect"), Column("sentiment-en")])
+    with pytest.raises(ValidationFailed, match="not a video"):
+        sc.plan_video_compare(VIEWER, FACE, [Column("face-detect"), Column("face-detect")])
+
+
 def test_scenarios_replay_cached_and_survive_a_stopped_then_removed_service(deployed: Platform) -> None:
     sc = deployed.showcase
     typed = sc.add_text(VIEWER, "What a wonderful, delightful day!")

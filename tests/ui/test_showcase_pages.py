@@ -174,6 +174,28 @@ def test_compare_page_renders_two_columns_and_saves_a_scenario(env: Platform) ->
     assert sum("Cached result" in i.value for i in at.info) == 2
 
 
+def test_compare_page_runs_two_columns_over_a_video(env: Platform) -> None:
+    at = page("compare.py").run()
+    at.selectbox(key="cmp-task").set_value("image.detection").run()
+    at.selectbox(key="cmp-input-gallery").set_value("demo-media/media/Megamind.avi").run()
+    at.number_input(key="cmp-max-frames").set_value(3).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("not saved" in c.value for c in at.caption)   # scenarios hold images and texts
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    names, job = at.session_state["cmp-video"]
+    assert names == ["hello-image", "hello-image"]
+    assert job.wait(60) and job.error is None
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Frames") == ["3/3", "3/3"]
+    assert len(at.get("video")) == 3   # the input's preview and the two annotated videos
+    summary = next(d.value for d in at.dataframe if "Pair" in d.value.columns)
+    assert summary[["Frames compared", "Matched (IoU ≥ 0.5)", "Only left", "Box agreement"]].values.tolist() == [
+        [3, 3, 0, "100%"]]   # hello-image finds one whole-image box per frame, in both columns
+    assert len(at.get("plotly_chart")) == 2   # found per frame, latency per frame by column
+
+
 def test_pages_in_chinese(env: Platform) -> None:
     for name, title in (("showcase.py", "算法展示"), ("compare.py", "对比"), ("history.py", "调用历史")):
         at = page(name, VIEWER, "zh").run()
