@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import html
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from app import media
-from app.showcase import Comparison, InputData, PairSummary, RunResult, VideoResult
+from app.showcase import Column, Comparison, InputData, PairSummary, RunResult, VideoResult
 from components.charts import latency_columns, score_bars, video_frames_figure
 from components.session import t
 
@@ -158,13 +158,21 @@ def show_video(result: VideoResult, video: bytes | None, *, key: str, charts: bo
 
 # --- comparison --------------------------------------------------------------------------------------
 
-def column_label(index: int, service: str) -> str:
-    return f"{index + 1}. {service}"
+def column_labels(columns: Sequence[Column]) -> list[str]:
+    """"1. service" per column, followed by the parameters that set it apart from the other
+    columns of the same service ("2. face-detect · model=lbp")."""
+    labels = []
+    for i, col in enumerate(columns):
+        same = [c for c in columns if c.service == col.service]
+        differ = [k for k in sorted(col.params) if len({repr(c.params.get(k)) for c in same}) > 1]
+        extra = ", ".join(f"{k}={col.params[k]}" for k in differ)
+        labels.append(f"{i + 1}. {col.service}" + (f" · {extra}" if extra else ""))
+    return labels
 
 
 def show_comparison(cmp: Comparison, *, key: str) -> None:
     """The columns side by side (same input), then how they differ, then their latencies."""
-    labels = [column_label(i, c.service) for i, c in enumerate(cmp.columns)]
+    labels = column_labels(cmp.columns)
     st.caption(t("compare.input", ref=cmp.input.ref))
     if cmp.input.kind == "text":
         st.markdown(f"> {html.escape(cmp.input.text or '')}")

@@ -11,7 +11,7 @@ import streamlit as st
 from app.showcase import VideoJob, VideoResult
 from app.video_compare import VideoComparison, VideoPairSummary
 from components.charts import video_counts_figure, video_latency_figure
-from components.results import column_label, pct, show_video
+from components.results import column_labels, pct, show_video
 from components.session import t
 
 
@@ -42,7 +42,7 @@ def _progress(job: VideoJob, services: list[str]) -> None:
 
 def show_video_comparison(cmp: VideoComparison, video_bytes: Callable[[VideoResult], bytes | None], *,
                           key: str) -> None:
-    labels = [column_label(i, c.service) for i, c in enumerate(cmp.columns)]
+    labels = column_labels(cmp.columns)
     st.caption(t("compare.input", ref=cmp.input_ref))
     for i, col in enumerate(st.columns(len(cmp.results))):
         with col:

@@ -157,7 +157,7 @@ def test_compare_page_renders_two_columns_and_saves_a_scenario(env: Platform) ->
     at.slider(key="cmp-1-hello-n").set_value(100).run()
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert [h.value for h in at.subheader if h.value[0].isdigit()] == ["1. hello", "2. hello"]
+    assert [h.value for h in at.subheader if h.value[0].isdigit()] == ["1. hello · n=5", "2. hello · n=100"]
     assert metric(at, "Label") == ["long", "short"]
     summary = next(d.value for d in at.dataframe if "Pair" in d.value.columns)
     assert summary["Labels agree"].tolist() == ["no"]
