@@ -23,6 +23,8 @@ from orchestration.ports import PortAllocator
 from orchestration.runtime import ReplicaStatus, Runtime, ServiceState
 
 FAILED_STATES = (ServiceState.FATAL, ServiceState.BACKOFF, ServiceState.EXITED)
+SETTLED_FAILED = (ServiceState.FATAL, ServiceState.EXITED, ServiceState.STOPPED)
+SETTLE_TIMEOUT_S = 20.0   # supervisord gives up on a crashing program after startretries backoffs
 LOG_TAIL_LINES = 5
 
 
@@ -173,13 +175,14 @@ class ServiceManager:
     # --- actions (each name independently; one failure does not stop the others) -----------------
 
     def start(self, actor: Actor, names: Iterable[str]) -> dict[str, str | None]:
-        return self._each(actor, names, self._start_one)
+        """Start each service; returns name → None, or why it did not start (see `_settle`)."""
+        return self._settle(self._each(actor, names, self._start_one))
 
     def stop(self, actor: Actor, names: Iterable[str]) -> dict[str, str | None]:
         return self._each(actor, names, self._stop_one)
 
     def restart(self, actor: Actor, names: Iterable[str]) -> dict[str, str | None]:
-        return self._each(actor, names, self._restart_one)
+        return self._settle(self._each(actor, names, self._restart_one))
 
     def remove(self, actor: Actor, names: Iterable[str]) -> dict[str, str | None]:
         """Remove replicas, programs/containers, port reservations and the service row."""
@@ -274,6 +277,33 @@ class ServiceManager:
                 results[name] = None
             except (OrchestrationError, ValidationFailed) as e:
                 results[name] = str(e)
+        return results
+
+    def _settle(self, results: dict[str, str | None], timeout: float = SETTLE_TIMEOUT_S) -> dict[str, str | None]:
+        """Waits (all services together, at most `timeout`) until every replica just started has
+        left STARTING and BACKOFF, so an action that returns reads RUNNING. A replica that ends
+        FATAL, EXITED or STOPPED makes its service's result an error, and so does one still in
+        BACKOFF at the deadline; one still STARTING then is left to the runtime."""
+        pending = {name: self._one(name) for name, error in results.items() if error is None}
+        deadline = time.monotonic() + timeout
+        while pending:
+            for name, svc in list(pending.items()):
+                states = {r.backend_name: self._runtime(svc.runtime).status(r.backend_name).state
+                          for r in svc.replica_rows}
+                failed = [(r, st) for r, st in states.items() if st in SETTLED_FAILED]
+                if failed or all(st == ServiceState.RUNNING for st in states.values()):
+                    pending.pop(name)
+                if failed:
+                    results[name] = "; ".join(f"{r} is {st.value} (see its log)" for r, st in failed)
+            if pending and time.monotonic() > deadline:
+                for name, svc in pending.items():   # still crashing and being restarted
+                    backoff = [r.backend_name for r in svc.replica_rows
+                               if self._runtime(svc.runtime).status(r.backend_name).state == ServiceState.BACKOFF]
+                    if backoff:
+                        results[name] = "; ".join(f"{r} keeps exiting and is being restarted (see its log)"
+                                                  for r in backoff)
+                break
+            time.sleep(0.1)
         return results
 
     def _start_one(self, svc: AlgorithmService) -> None:

@@ -158,8 +158,12 @@ def test_a_replica_that_crashes_at_start_reaches_fatal_with_its_log_tail(running
         assert view.state is ServiceState.FATAL
         assert "cannot load model.bin" in view.replicas[0].log_tail
         assert p.services.health([view]) == {}  # a FATAL replica is not probed
+        # starting it again says it did not come up (after supervisord's retries), not "ok"
+        outcome = p.services.start(ADMIN, ["crashy"])["crashy"]
+        assert outcome == "algo-crashy-1 is FATAL (see its log)", outcome
         flag.unlink()
         assert p.services.start(ADMIN, ["crashy"]) == {"crashy": None}
+        assert next(v for v in p.services.list(ADMIN) if v.name == "crashy").state is ServiceState.RUNNING
         wait_ready(url)
         assert next(v for v in p.services.list(ADMIN) if v.name == "crashy").replicas[0].log_tail == ""
     finally:
