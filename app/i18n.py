@@ -248,6 +248,8 @@ TEXTS: dict[str, dict[str, str]] = {
                           "zh": "图片、视频或 UTF-8 文本，最大 {mb} MiB。"},
     "input.text": {"en": "Text", "zh": "文本"},
     "input.preview": {"en": "Preview", "zh": "预览"},
+    "input.video_info": {"en": "{w}×{h}, {frames} frames at {fps} fps ({seconds} s), {codec}",
+                         "zh": "{w}×{h}，{frames} 帧，{fps} fps（{seconds} 秒），{codec}"},
     "input.refused": {"en": "This input cannot be used:", "zh": "无法使用该输入："},
     "input.wrong_kind": {"en": "the file is {kind}; this algorithm takes {wanted}",
                          "zh": "文件类型为 {kind}；该算法需要 {wanted}"},

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from orchestration.manager import ServiceManager
 
 SCENARIO_NAME_RE = re.compile(r"\S.{0,99}", re.S)
+DOC_FILE_RE = re.compile(r"(readme|licen[cs]e|copying|notice|sources|authors)\b", re.I)
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -411,7 +412,7 @@ class Showcase:
         return items
 
     def _text_lines(self, key: str, size: int) -> list[MediaItem]:
-        if PurePosixPath(key).name.lower().startswith("readme"):
+        if DOC_FILE_RE.match(PurePosixPath(key).name):   # licences and notes beside the demo media
             return []
         text = self._objects.get(DEMO_BUCKET, key).decode("utf-8", errors="replace")
         return [MediaItem(InputRef(DEMO_BUCKET, key, n), "text", f"{PurePosixPath(key).name}: {line.strip()[:80]}",
@@ -519,6 +520,22 @@ class Showcase:
             except media.MediaError as e:
                 return str(e).replace(path.name, "the video")
         return None
+
+    def video_poster(self, data: InputData) -> tuple[media.VideoInfo, bytes]:
+        """A video's size, length, rate and codec, and its first frame as JPEG: a preview every
+        browser shows (browsers play H.264 MP4 and WebM, not the AVI files of the demo gallery).
+        ValidationFailed ("input") when the video is unreadable."""
+        with self._temp_file(data.data or b"") as path:
+            try:
+                info = media.probe_video(path)
+                frames = media.iter_frames(path)
+                try:
+                    first = next(frames)[1]
+                finally:
+                    frames.close()
+            except (media.MediaError, StopIteration) as e:
+                raise ValidationFailed([Problem("input", f"{data.ref}: no frame to show ({e})")]) from None
+        return info, media.encode_jpeg(first, quality=85)
 
     def _temp_file(self, data: bytes) -> _TempFile:
         return _TempFile(self._workdir, data)

@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+from app import media
 from app.auth import Actor
 from app.errors import Problem, ValidationFailed
 from app.manifest import ParamSpec
@@ -14,6 +15,8 @@ from app.platform import Platform
 from app.showcase import InputData, MediaItem
 from components.session import t
 
+BROWSER_VIDEO_TYPES = ("video/mp4", "video/webm")
+BROWSER_CODECS = ("h264", "vp8", "vp9", "av1")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "avi", "mp4", "mov", "mkv", "webm", "txt"]
 
 
@@ -63,7 +66,11 @@ def input_picker(p: Platform, who: Actor, kind: str, *, key: str, allow_video: b
     except ValidationFailed as e:
         refused(e)
         return None
-    _preview(data)
+    try:
+        _preview(p, data)
+    except ValidationFailed as e:
+        refused(e)
+        return None
     return data
 
 
@@ -103,11 +110,27 @@ def _load_once(p: Platform, ref: str, key: str) -> InputData:
     return loaded[1]
 
 
-def _preview(data: InputData | None) -> None:
+def _preview(p: Platform, data: InputData | None) -> None:
     if data is None or data.kind == "text":
         return
     with st.expander(t("input.preview"), expanded=False):
         if data.kind == "image":
             st.image(data.data, width=360)
-        else:
+            return
+        info, poster = _poster(p, data)
+        caption = t("input.video_info", w=info.width, h=info.height, frames=info.frames, fps=f"{info.fps:.1f}",
+                    seconds=f"{info.duration_s:.1f}", codec=info.codec)
+        if media.sniff(data.data or b"") in BROWSER_VIDEO_TYPES and info.codec in BROWSER_CODECS:
             st.video(data.data)
+            st.caption(caption)
+        else:   # AVI, MPEG-4 part 2, …: browsers do not play them; the first frame instead
+            st.image(poster, width=360, caption=caption)
+
+
+def _poster(p: Platform, data: InputData) -> tuple[media.VideoInfo, bytes]:
+    """`Showcase.video_poster`, once per input and browser session."""
+    cached = st.session_state.get("input-poster")
+    if not cached or cached[0] != data.ref:
+        cached = (data.ref, p.showcase.video_poster(data))
+        st.session_state["input-poster"] = cached
+    return cached[1]

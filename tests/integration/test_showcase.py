@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from app import media
 from app.demo import seed_media
 from app.errors import PermissionDenied, ValidationFailed
 from app.models import AlgorithmCall
@@ -53,7 +54,9 @@ def test_gallery_offers_demo_media_by_kind(deployed: Platform) -> None:
     assert "demo-media/media/messi5.jpg" in images and not any(r.endswith(".avi") for r in images)
     assert {"demo-media/media/vtest.avi", "demo-media/media/Megamind.avi"} <= {str(i.ref) for i in sc.gallery("video")}
     texts = sc.gallery("text")
-    assert len(texts) >= 8 and all(i.ref.line for i in texts) and not any("README" in i.ref.key for i in texts)
+    assert len(texts) >= 8 and all(i.ref.line for i in texts)
+    assert {i.ref.key for i in texts} == {f"text/{n}-{lang}.txt" for n in ("news", "reviews") for lang in ("en", "zh")}
+    assert deployed.objects.stat(DEMO_BUCKET, "media/LICENSE-opencv-samples.txt") is not None  # kept, not offered
     first = sc.load(texts[0].ref)
     assert first.kind == "text" and first.text and "\n" not in first.text
     assert {c.name: c.running for c in sc.services(VIEWER)} == {"face-detect": True, "sentiment-en": True}
@@ -172,6 +175,10 @@ def test_video_runs_frame_by_frame_into_a_playable_mp4_and_is_cached(deployed: P
 
     job = sc.start_video(sc.plan_video(VIEWER, "face-detect", video, {"model": "lbp"}, max_frames=3))
     assert job.wait(120) and job.error is None and job.result.complete and job.progress == (3, 3)
+
+    info, poster = sc.video_poster(sc.load(video))
+    assert (info.width, info.height, info.frames) == (720, 528, 270)
+    assert media.decode_image(poster).shape == (528, 720, 3) and poster[:2] == b"\xff\xd8"
 
     with pytest.raises(ValidationFailed, match="not a video"):
         sc.plan_video(VIEWER, "face-detect", FACE, {})

@@ -189,7 +189,9 @@ def test_compare_page_runs_two_columns_over_a_video(env: Platform) -> None:
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert metric(at, "Frames") == ["3/3", "3/3"]
-    assert len(at.get("video")) == 3   # the input's preview and the two annotated videos
+    assert len(at.get("video")) == 2   # the annotated videos (the AVI's preview is its first frame)
+    assert any("720×528, 270 frames at 24.0 fps (11.3 s), mpeg4" in str(i.proto) for i in at.get("image")), \
+        [i.proto for i in at.get("image")]
     summary = next(d.value for d in at.dataframe if "Pair" in d.value.columns)
     assert summary[["Frames compared", "Matched (IoU ≥ 0.5)", "Only left", "Box agreement"]].values.tolist() == [
         [3, 3, 0, "100%"]]   # hello-image finds one whole-image box per frame, in both columns
