@@ -7,51 +7,19 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
-from tests.conftest import ROOT, free_port
-from tests.support_platform import RunningPlatform, start_platform, stop_platform
+from tests.conftest import ROOT
+from tests.e2e.conftest import ARTIFACTS, open_page, pick, services
+from tests.support_platform import RunningPlatform
 
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PACKAGE = ROOT / "demo_data" / "algorithms" / "face-detect"
 LONG = 300_000  # ms: the first deploy builds an environment
 
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    low = free_port() // 100 * 100 % 30000 + 30000
-    p = start_platform(tmp_path_factory.mktemp("workflow") / "home", free_port(),
-                       ALGOSTAGE_PORT_RANGE=f"{low}-{low + 99}")
-    yield p
-    stop_platform(p)
-
-
-@pytest.fixture(scope="module")
-def page(browser: Browser, running: RunningPlatform) -> Iterator[Page]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    page.goto(running.url)
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password", exact=True).fill("admin-password")
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_text("Platform overview").wait_for(timeout=60_000)
-    yield page
-    page.close()
 
 
 def zip_package(folder: Path, dest: Path) -> Path:
@@ -62,16 +30,6 @@ def zip_package(folder: Path, dest: Path) -> Path:
                 z.write(f, f"face-detect/{f.relative_to(folder).as_posix()}")
     dest.write_bytes(buf.getvalue())
     return dest
-
-
-def open_page(page: Page, title: str) -> None:
-    page.get_by_role("link", name=title).first.click()
-    page.wait_for_load_state("networkidle")
-
-
-def services(running: RunningPlatform) -> dict[str, dict]:
-    out = running.cli("services", "--json", check=True).stdout
-    return {s["name"]: s for s in json.loads(out)}
 
 
 def test_1_upload_an_archive(page: Page, running: RunningPlatform, tmp_path: Path) -> None:
@@ -109,13 +67,6 @@ def test_3_stop_and_start_on_the_manage_page(page: Page, running: RunningPlatfor
     page.get_by_role("button", name="Start", exact=True).click()
     page.get_by_text("Start: face-detect").wait_for(timeout=60_000)
     assert services(running)["face-detect"]["state"] == "RUNNING"
-
-
-def pick(page: Page, label: str, option: str, nth: int = 0) -> None:
-    """Choose `option` in the nth Streamlit select box labelled `label`."""
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).nth(nth)
-    box.click()
-    page.get_by_role("option", name=option).first.click()
 
 
 def test_4_run_on_a_demo_image(page: Page) -> None:

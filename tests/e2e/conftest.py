@@ -1,0 +1,72 @@
+"""What the browser tests share: headless Chromium, a real platform started by `up` on a free
+port (one per test module), a page logged in as admin, and helpers to drive Streamlit widgets.
+
+A module adds settings to its platform by overriding `platform_settings`, e.g. to share the
+session's environments through ALGOSTAGE_ENV_DIR."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import ROOT, free_port
+from tests.support_platform import RunningPlatform, start_platform, stop_platform
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def platform_settings() -> dict[str, str]:
+    """Extra ALGOSTAGE_* settings of the module's platform (none by default)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            platform_settings: dict[str, str]) -> Iterator[RunningPlatform]:
+    low = free_port() // 100 * 100 % 30000 + 30000
+    home = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2]) / "home"
+    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=f"{low}-{low + 99}", **platform_settings)
+    yield p
+    stop_platform(p)
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, running: RunningPlatform) -> Iterator[Page]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(running.url)
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill("admin-password")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Platform overview").wait_for(timeout=60_000)
+    yield page
+    page.close()
+
+
+def open_page(page: Page, title: str) -> None:
+    page.get_by_role("link", name=title).first.click()
+    page.wait_for_load_state("networkidle")
+
+
+def services(running: RunningPlatform) -> dict[str, dict]:
+    out = running.cli("services", "--json", check=True).stdout
+    return {s["name"]: s for s in json.loads(out)}
+
+
+def pick(page: Page, label: str, option: str, nth: int = 0) -> None:
+    """Choose `option` in the nth Streamlit select box labelled `label`."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).nth(nth)
+    box.click()
+    page.get_by_role("option", name=option).first.click()
