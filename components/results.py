@@ -77,8 +77,8 @@ def _entities(data: InputData, output: Mapping[str, Any], key: str) -> None:
     if entities:
         st.dataframe(pd.DataFrame([{t("results.text"): e.get("text"), t("results.type"): e.get("type"),
                                     t("results.start"): e.get("start"), t("results.end"): e.get("end"),
-                                    t("results.score"): e.get("score")} for e in entities]),
-                     hide_index=True, width="stretch", key=f"{key}-entities")
+                                    t("results.score"): e.get("score")} for e in entities]).dropna(axis=1, how="all"),
+                     hide_index=True, width="stretch", key=f"{key}-entities")   # no Score column without scores
     else:
         st.caption(t("results.none"))
 

@@ -280,3 +280,85 @@ def test_5_cancel_a_long_video_run(showcase: Page) -> None:
     assert_plays(page, result_video(page), width=768, duration=done / 10.0)
     warning.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "showcase-video-cancelled.png"))
+
+
+# --- comparing the face detectors --------------------------------------------------------------------
+
+MODELS = ("haar_default", "haar_alt2", "lbp")
+LABELS = [f"{i}. face-detect · model={m}" for i, m in enumerate(MODELS, 1)]
+
+
+def three_face_detectors(page: Page) -> None:
+    """The Compare page set up with face-detect in three columns, one cascade each."""
+    open_page(page, "Compare")
+    choose(page, "Task", "image.detection")
+    columns = page.get_by_role("spinbutton", name="Columns")
+    columns.fill("3")
+    columns.press("Enter")
+    expect(page.get_by_role("combobox", name="Column 3")).to_be_visible()
+    for i in (1, 2, 3):
+        choose(page, f"Column {i}", "face-detect")
+    for i, model in enumerate(MODELS):
+        box = page.locator(f".st-key-cmp-{i}-face-detect-model").get_by_role("combobox")
+        if box.input_value() != model:
+            box.click()
+            box.fill("")
+            box.fill(model)
+            page.get_by_role("option", name=model, exact=True).click()
+        expect(box).to_have_value(model)
+        idle(page)
+
+
+def compare(page: Page) -> None:
+    button = page.get_by_role("button", name="Compare", exact=True)
+    expect(button).to_be_enabled()
+    button.click()
+
+
+def summary_rows(page: Page) -> Locator:
+    table = page.locator('[data-testid="stDataFrame"]').last
+    table.scroll_into_view_if_needed()
+    return table.locator('[role="row"]')
+
+
+def test_6_face_detectors_compared_on_a_demo_image_and_on_the_face_video(showcase: Page) -> None:
+    page = showcase
+    three_face_detectors(page)
+    choose_demo(page, "messi5.jpg")
+    compare(page)
+    for label in LABELS:
+        expect(page.get_by_role("heading", name=label)).to_be_visible(timeout=RUN)
+    expect(page.locator('[data-testid="stColumn"] [data-testid="stImage"]')).to_have_count(3)  # boxes drawn
+    expect(page.get_by_text("How they differ")).to_be_visible()
+    expect(summary_rows(page)).to_have_count(1 + 3)   # header + one row per pair of columns
+    total, predict = traces(chart(page, "Latency per column"))
+    assert total["x"] == predict["x"] == LABELS and all(ms > 0 for ms in total["y"])
+    no_exception(page)
+
+    choose_demo(page, "Megamind.avi")
+    for label, value in (("Every n-th frame", 3), ("At most frames", 30)):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(str(value))
+        field.press("Enter")
+        expect(field).to_have_value(str(value))
+    compare(page)
+    expect(page.locator('[data-testid="stProgress"]').first).to_contain_text("of 3 · face-detect", timeout=RUN)
+    expect(page.locator('[data-testid="stProgress"]')).to_have_count(0, timeout=VIDEO_RUN)
+    frames = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text("Frames", exact=True))
+    expect(frames).to_have_count(3)
+    for i in range(3):
+        expect(frames.nth(i)).to_contain_text("30/30")
+    videos = result_video(page)
+    expect(videos).to_have_count(3)
+    for i in range(3):
+        assert_plays(page, videos.nth(i), width=720, duration=30 / (23.976 / 3))
+    expect(summary_rows(page)).to_have_count(1 + 3)
+    cells = page.locator('[data-testid="stDataFrame"]').last.locator('[role="gridcell"]').all_inner_texts()
+    assert cells.count("30") >= 3 and any(c.endswith("/30") for c in cells)   # frames compared, in full agreement
+    counts = traces(chart(page, "Found per frame"))
+    assert len(counts) == 3 and all(t["x"] == list(range(0, 90, 3)) for t in counts)
+    boxes = traces(chart(page, "Latency per frame, by column"))
+    assert [t["type"] for t in boxes] == ["box", "box"] and sorted(set(boxes[0]["x"])) == LABELS
+    no_exception(page)
+    page.get_by_text("How they differ").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "compare-video.png"))
