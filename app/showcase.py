@@ -13,8 +13,7 @@ Contracts:
   cached result with `error` set, or no outputs and `error` when nothing is cached.
 - Videos go frame by frame through an image service (app.media.run_video); the annotated H.264
   MP4 and the per-frame rows are stored in the results bucket, keyed like the cache.
-- Pure comparison metrics (`iou`, `match_boxes`, `label_agreement`, `entity_overlap`,
-  `line_overlap`, `pair_summary`) work on the result shapes of DESIGN §2.
+- How columns differ is computed by app.compare_metrics (pure functions).
 """
 from __future__ import annotations
 
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from app import media
 from app.auth import Action, Actor, can, require
+from app.compare_metrics import PairSummary, pair_summary, result_count
 from app.db import transaction
 from app.errors import PermissionDenied, Problem, ValidationFailed
 from app.invoke import InvokeError, Invoker, content_hash, input_hash
@@ -45,7 +45,6 @@ from app.storage import DEMO_BUCKET, RESULTS_BUCKET, ObjectNotFound, ObjectStore
 
 MAX_TEXT_CHARS = 10_000
 MAX_COLUMNS = 4
-IOU_MATCH = 0.5
 GALLERY_PREFIXES = ("media/", "text/", "uploads/")
 UPLOAD_PREFIX = "uploads/"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -117,121 +116,6 @@ class Limits:
     max_upload_bytes: int = 200 * 1024 * 1024
     max_text_chars: int = MAX_TEXT_CHARS
     max_pixels: int = media.DEFAULT_MAX_PIXELS
-
-
-# --- comparison metrics (pure) ----------------------------------------------------------------------
-
-def _xywh(box: Mapping[str, Any]) -> tuple[float, float, float, float]:
-    try:
-        x, y, w, h = (float(box[k]) for k in ("x", "y", "w", "h"))
-    except (KeyError, TypeError, ValueError):
-        return 0.0, 0.0, 0.0, 0.0
-    return x, y, max(w, 0.0), max(h, 0.0)
-
-
-def iou(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
-    """Intersection over union of two {x, y, w, h} boxes; 0.0 when either is empty or malformed."""
-    ax, ay, aw, ah = _xywh(a)
-    bx, by, bw, bh = _xywh(b)
-    inter = max(0.0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class BoxMatch:
-    """Greedy one-to-one matching of two box sets: `pairs` (index in a, index in b, IoU)."""
-    pairs: list[tuple[int, int, float]]
-    unmatched_a: list[int]
-    unmatched_b: list[int]
-
-    @property
-    def mean_iou(self) -> float | None:
-        """Mean IoU of the matched pairs; None when nothing matched."""
-        return sum(p[2] for p in self.pairs) / len(self.pairs) if self.pairs else None
-
-
-def match_boxes(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]],
-                threshold: float = IOU_MATCH) -> BoxMatch:
-    """Pairs boxes by decreasing IoU, each box at most once, keeping pairs with IoU >= threshold."""
-    candidates = sorted(((iou(x, y), i, j) for i, x in enumerate(a) for j, y in enumerate(b)),
-                        key=lambda c: (-c[0], c[1], c[2]))
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    pairs = []
-    for value, i, j in candidates:
-        if value < threshold or value == 0.0:
-            break
-        if i not in used_a and j not in used_b:
-            used_a.add(i)
-            used_b.add(j)
-            pairs.append((i, j, value))
-    return BoxMatch(pairs, [i for i in range(len(a)) if i not in used_a], [j for j in range(len(b)) if j not in used_b])
-
-
-def label_agreement(a: Sequence[Any], b: Sequence[Any]) -> float | None:
-    """Share of positions where two aligned label sequences agree; None when they are empty.
-    ValueError when their lengths differ."""
-    if len(a) != len(b):
-        raise ValueError(f"label sequences differ in length: {len(a)} and {len(b)}")
-    return sum(x == y for x, y in zip(a, b)) / len(a) if a else None
-
-
-def _jaccard(a: set, b: set) -> float:
-    return len(a & b) / len(a | b) if a | b else 1.0
-
-
-def entity_overlap(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> float:
-    """Jaccard index of the two entity sets, an entity being (text, type, start, end); 1.0 when
-    both are empty."""
-    def key(e: Mapping[str, Any]) -> tuple:
-        return e.get("text"), e.get("type"), e.get("start"), e.get("end")
-    return _jaccard({key(e) for e in a}, {key(e) for e in b})
-
-
-def line_overlap(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> float:
-    """Jaccard index of the recognised line texts (stripped); 1.0 when both are empty."""
-    return _jaccard({str(x.get("text", "")).strip() for x in a}, {str(x.get("text", "")).strip() for x in b})
-
-
-def _entries(output: Mapping[str, Any] | None, key: str) -> list[Mapping[str, Any]]:
-    items = (output or {}).get(key)
-    return [e for e in items if isinstance(e, Mapping)] if isinstance(items, list) else []
-
-
-def result_count(task: str, output: Mapping[str, Any] | None) -> int | None:
-    """Boxes, entities or lines in one output; None for classification and json tasks."""
-    key = {"detection": "boxes", "ner": "entities", "ocr": "lines"}.get(task.partition(".")[2])
-    return len(_entries(output, key)) if key and output is not None else None
-
-
-@dataclass(frozen=True)
-class PairSummary:
-    """How columns `left` and `right` (indices) differ; the fields that apply to the task are set."""
-    left: int
-    right: int
-    boxes: BoxMatch | None = None
-    box_label_agreement: float | None = None
-    label_agrees: bool | None = None
-    entity_jaccard: float | None = None
-    line_jaccard: float | None = None
-
-
-def pair_summary(task: str, left: int, right: int, a: Mapping[str, Any], b: Mapping[str, Any]) -> PairSummary:
-    """The metrics of two outputs of `task` (DESIGN §2 shapes)."""
-    kind = task.partition(".")[2]
-    if kind == "detection":
-        ba, bb = _entries(a, "boxes"), _entries(b, "boxes")
-        m = match_boxes(ba, bb)
-        agreement = label_agreement([ba[i].get("label") for i, _, _ in m.pairs], [bb[j].get("label") for _, j, _ in m.pairs])
-        return PairSummary(left, right, boxes=m, box_label_agreement=agreement)
-    if kind == "ner":
-        return PairSummary(left, right, entity_jaccard=entity_overlap(_entries(a, "entities"), _entries(b, "entities")))
-    if kind == "ocr":
-        return PairSummary(left, right, line_jaccard=line_overlap(_entries(a, "lines"), _entries(b, "lines")))
-    if kind == "classification":
-        return PairSummary(left, right, label_agrees=a.get("label") == b.get("label"))
-    return PairSummary(left, right)
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -812,7 +696,7 @@ class Showcase:
     def start_video_compare(self, plans: Sequence[VideoPlan], *, force: bool = False) -> VideoJob:
         """The planned columns run one after the other in a background thread; `job.result` is an
         `app.video_compare.VideoComparison`, `job.stage` the column running (1-based, of n)."""
-        from app.video_compare import run_columns   # imports this module
+        from app.video_compare import run_columns  # imports this module
 
         job = VideoJob()
 

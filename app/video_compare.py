@@ -5,7 +5,7 @@ Contracts:
 - Frames are aligned by their source frame index; a pair is compared over the frames both
   columns did (a cancelled or failed column still counts with the frames it did).
 - Detection (and any task with boxes): per frame, boxes are matched one to one by IoU
-  (`app.showcase.match_boxes`); the pair's `matched`, `only_left` and `only_right` are sums over
+  (`app.compare_metrics.match_boxes`); the pair's `matched`, `only_left` and `only_right` are sums over
   frames, `mean_iou` the mean over every matched pair, `agreement` = 2·matched / (boxes on both
   sides) (1.0 when neither side found anything), `frames_agreeing` the frames where every box of
   each side found a partner.
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
-from app.showcase import Column, VideoPlan, VideoResult, label_agreement, line_overlap, match_boxes
+from app.compare_metrics import entries, label_agreement, line_overlap, match_boxes
+from app.showcase import Column, VideoPlan, VideoResult
 
 ColumnProgress = Callable[[int, int, int], None]   # (column index, frames done, frames total)
 
@@ -81,7 +82,7 @@ def video_pair_summary(task: str, left: int, right: int, a: VideoResult, b: Vide
         agree = label_agreement([fa[i].get("label") for i in shared], [fb[i].get("label") for i in shared])
         return VideoPairSummary(left, right, len(shared), label_agreement=agree)
     if kind == "ocr":
-        scores = [line_overlap(_entries(fa[i], "lines"), _entries(fb[i], "lines")) for i in shared]
+        scores = [line_overlap(entries(fa[i], "lines"), entries(fb[i], "lines")) for i in shared]
         return VideoPairSummary(left, right, len(shared), line_jaccard=sum(scores) / len(scores) if scores else None)
     return _box_summary(left, right, [(fa[i], fb[i]) for i in shared])
 
@@ -91,7 +92,7 @@ def _box_summary(left: int, right: int, frames: Sequence[tuple[Mapping[str, Any]
     matched = only_left = only_right = agreeing = 0
     ious: list[float] = []
     for out_a, out_b in frames:
-        m = match_boxes(_entries(out_a, "boxes"), _entries(out_b, "boxes"))
+        m = match_boxes(entries(out_a, "boxes"), entries(out_b, "boxes"))
         matched += len(m.pairs)
         only_left += len(m.unmatched_a)
         only_right += len(m.unmatched_b)
@@ -99,11 +100,6 @@ def _box_summary(left: int, right: int, frames: Sequence[tuple[Mapping[str, Any]
         ious += [p[2] for p in m.pairs]
     return VideoPairSummary(left, right, len(frames), matched, only_left, only_right,
                             sum(ious) / len(ious) if ious else None, agreeing)
-
-
-def _entries(output: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    items = output.get(key)
-    return [e for e in items if isinstance(e, Mapping)] if isinstance(items, list) else []
 
 
 def compare_results(input_ref: str, task: str, columns: Sequence[Column], results: Sequence[VideoResult | None],

@@ -12,7 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from app import media
-from app.showcase import Column, Comparison, InputData, PairSummary, RunResult, VideoResult
+from app.compare_metrics import PairSummary
+from app.showcase import Column, Comparison, InputData, RunResult, VideoResult
 from components.charts import latency_columns, score_bars, video_frames_figure
 from components.session import t
 
