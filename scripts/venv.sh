@@ -8,8 +8,13 @@ PY=${PYTHON:-python3}
 req=requirements.txt
 [[ $mode == test ]] && req=requirements-dev.txt
 stamp=".venv/.installed-$(cat requirements*.txt demo_data/requirements-demo.txt 2>/dev/null | sha256sum | cut -c1-16)-$mode"
+# This machine's pip config lists local indexes that may not exist; pip warns once per package
+# about each, hundreds of lines that would bury a real error in the CI log.
+pip_install() {
+  .venv/bin/python -m pip install -q "$@" 2> >(grep -v "is neither a file nor a directory" >&2 || true)
+}
 if [[ ! -f $stamp ]]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r "$req"
+  pip_install --upgrade pip
+  pip_install -r "$req"
   touch "$stamp"
 fi
