@@ -321,8 +321,6 @@ TEXTS: dict[str, dict[str, str]] = {
     "compare.video_progress": {"en": "Column {column} of {columns} · {service}: frame {done} of {total}",
                                "zh": "第 {column}/{columns} 列 · {service}：第 {done}/{total} 帧"},
     "compare.not_run": {"en": "Not run: {error}", "zh": "未运行：{error}"},
-    "compare.video_no_scenario": {"en": "Scenarios hold images and texts; a video comparison is not saved.",
-                                  "zh": "场景只保存图片和文本；视频对比不会保存。"},
     "history.title": {"en": "Call history", "zh": "调用历史"},
     "history.scope_all": {"en": "Calls of every user.", "zh": "所有用户的调用。"},
     "history.scope_own": {"en": "Your own calls.", "zh": "您本人的调用。"},

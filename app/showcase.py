@@ -187,16 +187,22 @@ class ServiceChoice:
 
 @dataclass(frozen=True)
 class ScenarioSpec:
+    """Inputs and columns; `every_nth` and `max_frames` choose the frames of its video inputs."""
     inputs: list[str]
     columns: list[Column]
+    every_nth: int = 1
+    max_frames: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"inputs": list(self.inputs), "columns": [asdict(c) for c in self.columns]}
+        return {"inputs": list(self.inputs), "columns": [asdict(c) for c in self.columns],
+                "frames": {"every_nth": self.every_nth, "max_frames": self.max_frames}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ScenarioSpec:
+        frames = data.get("frames") or {}
         return cls(list(data.get("inputs", [])), [Column(c["service"], dict(c.get("params") or {}))
-                                                   for c in data.get("columns", [])])
+                                                   for c in data.get("columns", [])],
+                   int(frames.get("every_nth") or 1), frames.get("max_frames"))
 
 
 @dataclass(frozen=True)
@@ -587,12 +593,17 @@ class Showcase:
                 raise ValidationFailed([Problem("columns", f"1 to {MAX_COLUMNS} columns, got {len(spec.columns)}")])
             targets, params = self._check_columns(spec.columns)
             for data in loaded:
-                self._check_fits(targets[0], data)
+                if data.kind == "video":
+                    self.plan_video_compare(actor, data, spec.columns, every_nth=spec.every_nth,
+                                            max_frames=spec.max_frames)
+                else:
+                    self._check_fits(targets[0], data)
         except ValidationFailed as e:
             problems += e.problems
         if problems:
             raise ValidationFailed(problems)
-        stored = ScenarioSpec(list(spec.inputs), [Column(c.service, p) for c, p in zip(spec.columns, params)])
+        stored = ScenarioSpec(list(spec.inputs), [Column(c.service, p) for c, p in zip(spec.columns, params)],
+                              spec.every_nth, spec.max_frames)
         with transaction(self._sessions) as s:
             row = s.scalar(select(Scenario).where(Scenario.name == name))
             if row is None:
@@ -626,10 +637,21 @@ class Showcase:
             s.delete(row)
 
     def replay(self, actor: Actor, name: str, *, force: bool = False) -> list[Comparison]:
-        """One comparison per input of the scenario. A column whose service is down (or gone)
-        shows its cached result, marked cached, with the failure in `error`."""
+        """One comparison per image or text input of the scenario (videos: `plan_replay_videos`).
+        A column whose service is down (or gone) shows its cached result, marked cached, with the
+        failure in `error`."""
         spec = self.scenario(actor, name).spec
-        return [self._replay_input(actor, ref, spec.columns, force) for ref in spec.inputs]
+        return [self._replay_input(actor, ref, spec.columns, force) for ref in spec.inputs
+                if InputRef.parse(ref).kind != "video"]
+
+    def plan_replay_videos(self, actor: Actor, name: str) -> list[list[VideoPlan]]:
+        """The planned video comparisons of the scenario, one per video input, for
+        `start_video_compare`; [] when it has none. A service that is down replays from the video
+        cache; one that was removed is refused (ValidationFailed)."""
+        spec = self.scenario(actor, name).spec
+        return [self.plan_video_compare(actor, self.load(ref), spec.columns, every_nth=spec.every_nth,
+                                        max_frames=spec.max_frames)
+                for ref in spec.inputs if InputRef.parse(ref).kind == "video"]
 
     def _replay_input(self, actor: Actor, ref: str, columns: list[Column], force: bool) -> Comparison:
         data = self.load(ref)
@@ -693,18 +715,26 @@ class Showcase:
         return [self.plan_video(actor, c.service, data, c.params, every_nth=every_nth, max_frames=max_frames)
                 for c in columns]
 
-    def start_video_compare(self, plans: Sequence[VideoPlan], *, force: bool = False) -> VideoJob:
-        """The planned columns run one after the other in a background thread; `job.result` is an
-        `app.video_compare.VideoComparison`, `job.stage` the column running (1-based, of n)."""
+    def start_video_compare(self, plan_sets: Sequence[Sequence[VideoPlan]], *, force: bool = False) -> VideoJob:
+        """Each set of planned columns (one video comparison) runs column after column in a
+        background thread; `job.result` is a list of `app.video_compare.VideoComparison`, one per
+        set, and `job.stage` the column running (1-based, counted over every set, of n)."""
         from app.video_compare import run_columns  # imports this module
 
         job = VideoJob()
+        total = sum(len(plans) for plans in plan_sets)
 
-        def progress(column: int, done: int, total: int) -> None:
-            job.stage = (column + 1, len(plans))
-            job.update(done, total)
-        job.start(lambda: run_columns(plans, self.execute_video, force=force, progress=progress,
-                                      cancel=job.cancel_event))
+        def work() -> list:
+            done_before, results = 0, []
+            for plans in plan_sets:
+                def progress(column: int, done: int, frames: int, base: int = done_before) -> None:
+                    job.stage = (base + column + 1, total)
+                    job.update(done, frames)
+                results.append(run_columns(plans, self.execute_video, force=force, progress=progress,
+                                           cancel=job.cancel_event))
+                done_before += len(plans)
+            return results
+        job.start(work)
         return job
 
     def start_video(self, plan: VideoPlan, *, force: bool = False) -> VideoJob:

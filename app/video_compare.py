@@ -122,6 +122,8 @@ def run_columns(plans: Sequence[VideoPlan], execute: Callable[..., VideoResult],
             errors.append("cancelled before it started")
             continue
         report = (lambda done, total, i=i: progress(i, done, total)) if progress else None
+        if report:
+            report(0, 0)   # the column starts (a cached one reports nothing else)
         result = execute(plan, force=force, progress=report, cancel=cancel)
         results.append(result)
         errors.append(result.error)

@@ -18,13 +18,17 @@ from components.session import t
 def watch_video_compare(job: VideoJob, services: list[str], video_bytes: Callable[[VideoResult], bytes | None],
                         *, key: str) -> None:
     """Progress (refreshed every second, with a cancel button) until `job` is done, then its
-    comparison, or its error."""
+    comparisons (a list, see Showcase.start_video_compare), or its error. `services` names the
+    column of each stage."""
     if not job.done:
         _progress(job, services)
     elif job.error or job.result is None:
         st.error(t("results.failed", error=job.error or "?"))
     else:
-        show_video_comparison(job.result, video_bytes, key=key)
+        for i, comparison in enumerate(job.result):
+            if i:
+                st.divider()
+            show_video_comparison(comparison, video_bytes, key=f"{key}-{i}")
 
 
 @st.fragment(run_every="1s")

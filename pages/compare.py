@@ -47,19 +47,18 @@ with tab_run:
                 plans = p.showcase.plan_video_compare(who, data, columns, every_nth=every_nth,
                                                       max_frames=max_frames or None)
                 st.session_state["cmp-video"] = ([c.service for c in columns],
-                                                 p.showcase.start_video_compare(plans, force=force))
+                                                 p.showcase.start_video_compare([plans], force=force))
             else:
                 with st.spinner(t("showcase.running")):
                     st.session_state["cmp-results"] = [p.showcase.compare(who, data, columns, force=force)]
         except ValidationFailed as e:
             refused(e)
     with st.expander(t("compare.save")):
-        if video:
-            st.caption(t("compare.video_no_scenario"))
         scenario_name = st.text_input(t("compare.scenario_name"), key="cmp-scenario-name")
-        if st.button(t("compare.save_button"), disabled=data is None or video or not scenario_name.strip()):
+        if st.button(t("compare.save_button"), disabled=data is None or not scenario_name.strip()):
+            frames = (every_nth, max_frames or None) if video else ()
             try:
-                saved = p.showcase.save_scenario(who, scenario_name, ScenarioSpec([data.ref], columns))
+                saved = p.showcase.save_scenario(who, scenario_name, ScenarioSpec([data.ref], columns, *frames))
                 st.success(t("compare.saved", name=saved.name))
             except ValidationFailed as e:
                 refused(e)
@@ -81,6 +80,10 @@ with tab_scenarios:
                 with st.spinner(t("showcase.running")):
                     st.session_state.pop("cmp-video", None)
                     st.session_state["cmp-results"] = p.showcase.replay(who, chosen, force=replay_force)
+                    video_sets = p.showcase.plan_replay_videos(who, chosen)
+                    if video_sets:
+                        st.session_state["cmp-video"] = ([plan.target.name for plans in video_sets for plan in plans],
+                                                         p.showcase.start_video_compare(video_sets, force=replay_force))
             except ValidationFailed as e:
                 refused(e)
         if c2.button(t("compare.delete"), icon=":material/delete:"):

@@ -194,9 +194,9 @@ def test_compare_three_cascades_on_the_face_video_frame_by_frame(deployed: Platf
     video = InputRef(DEMO_BUCKET, "media/Megamind.avi")
     plans = sc.plan_video_compare(VIEWER, video, [Column("face-detect", {"model": m}) for m in MODELS],
                                   every_nth=10, max_frames=12)
-    job = sc.start_video_compare(plans, force=True)
+    job = sc.start_video_compare([plans], force=True)
     assert job.wait(300) and job.error is None, job.error
-    cmp = job.result
+    [cmp] = job.result
     assert job.stage == (3, 3) and job.progress == (12, 12)
     assert [c.params["model"] for c in cmp.columns] == list(MODELS) and cmp.task == "image.detection"
     assert all(r is not None and r.complete and len(r.frames) == 12 for r in cmp.results)
@@ -209,8 +209,21 @@ def test_compare_three_cascades_on_the_face_video_frame_by_frame(deployed: Platf
     haar = cmp.pairs[0]   # the two Haar cascades find the same face in most frames
     assert haar.matched >= 6 and haar.mean_iou >= 0.5 and haar.agreement >= 0.5, haar
 
-    again = sc.start_video_compare(plans)   # every column from the video cache
-    assert again.wait(60) and all(r.cached for r in again.result.results)
+    again = sc.start_video_compare([plans])   # every column from the video cache
+    assert again.wait(60) and all(r.cached for r in again.result[0].results)
+
+    # saved as a scenario with an image too: the image replays at once, the video is planned
+    spec = ScenarioSpec(["demo-media/media/messi5.jpg", str(video)], [Column("face-detect", {"model": m}) for m in MODELS],
+                        every_nth=10, max_frames=12)
+    sc.save_scenario(VIEWER, "cascades, image and video", spec)
+    assert [c.input.ref for c in sc.replay(VIEWER, "cascades, image and video")] == ["demo-media/media/messi5.jpg"]
+    [video_plans] = sc.plan_replay_videos(VIEWER, "cascades, image and video")
+    assert [p.cache_key for p in video_plans] == [p.cache_key for p in plans]   # the same frames, the same cache
+    replayed = sc.start_video_compare([video_plans, video_plans])
+    assert replayed.wait(60) and replayed.stage == (6, 6) and len(replayed.result) == 2
+    with pytest.raises(ValidationFailed, match="text input, not video frames"):
+        sc.save_scenario(VIEWER, "wrong", ScenarioSpec([str(video)], [Column("sentiment-en")]))
+    sc.delete_scenario(VIEWER, "cascades, image and video")
 
     with pytest.raises(ValidationFailed) as e:
         sc.plan_video_compare(VIEWER, video, [Column("face-detect"), Column("face-detect", {"model": "hog"})])

@@ -174,13 +174,12 @@ def test_compare_page_renders_two_columns_and_saves_a_scenario(env: Platform) ->
     assert sum("Cached result" in i.value for i in at.info) == 2
 
 
-def test_compare_page_runs_two_columns_over_a_video(env: Platform) -> None:
+def test_compare_page_runs_two_columns_over_a_video_and_replays_it_as_a_scenario(env: Platform) -> None:
     at = page("compare.py").run()
     at.selectbox(key="cmp-task").set_value("image.detection").run()
     at.selectbox(key="cmp-input-gallery").set_value("demo-media/media/Megamind.avi").run()
     at.number_input(key="cmp-max-frames").set_value(3).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any("not saved" in c.value for c in at.caption)   # scenarios hold images and texts
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     names, job = at.session_state["cmp-video"]
@@ -196,6 +195,22 @@ def test_compare_page_runs_two_columns_over_a_video(env: Platform) -> None:
     assert summary[["Frames compared", "Matched (IoU ≥ 0.5)", "Only left", "Box agreement"]].values.tolist() == [
         [3, 3, 0, "100%"]]   # hello-image finds one whole-image box per frame, in both columns
     assert len(at.get("plotly_chart")) == 2   # found per frame, latency per frame by column
+
+    at.text_input(key="cmp-scenario-name").input("video, 3 frames").run()
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert any("video, 3 frames" in s.value for s in at.success), [e.value for e in at.error]
+    [saved] = env.showcase.scenarios(VIEWER)
+    assert (saved.spec.inputs, saved.spec.every_nth, saved.spec.max_frames) == (
+        ["demo-media/media/Megamind.avi"], 1, 3)
+
+    at = page("compare.py").run()
+    next(b for b in at.button if b.label == "Replay").click().run()
+    names, job = at.session_state["cmp-video"]
+    assert names == ["hello-image", "hello-image"] and job.wait(60) and job.error is None
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Frames") == ["3/3", "3/3"]
+    assert sum("Cached video run" in i.value for i in at.info) == 2   # the same frames: from the video cache
 
 
 def test_pages_in_chinese(env: Platform) -> None:

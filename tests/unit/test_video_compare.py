@@ -84,7 +84,7 @@ def test_run_columns_runs_in_order_reports_progress_and_stops_after_a_cancel() -
         return video({0: {"boxes": [box(0, 0)]}}, cancelled=cancel.is_set())
 
     cmp = run_columns(plans, execute, progress=lambda *a: seen.append(a), cancel=cancel)  # type: ignore[arg-type]
-    assert ran == ["haar_default", "haar_alt2"] and seen == [(0, 1, 1), (1, 1, 1)]
+    assert ran == ["haar_default", "haar_alt2"] and seen == [(0, 0, 0), (0, 1, 1), (1, 0, 0), (1, 1, 1)]
     assert cmp.results[2] is None and cmp.errors[2] == "cancelled before it started"
     assert [c.params["model"] for c in cmp.columns] == ["haar_default", "haar_alt2", "lbp"]
     assert cmp.input_ref == "demo-media/media/Megamind.avi" and cmp.task == "image.detection"
