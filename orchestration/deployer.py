@@ -31,7 +31,7 @@ from orchestration.errors import DeployError, OrchestrationError
 from orchestration.health import wait_ready
 from orchestration.ports import PortAllocator
 from orchestration.runner.contract import check_contract
-from orchestration.runtime import ReplicaSpec, Resources, Runtime, ServiceState, replica_name
+from orchestration.runtime import ReplicaSpec, Resources, Runtime, ServiceState, replica_name, wait_settled
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("export", "build", "start", "smoke", "switch", "retire")
@@ -237,8 +237,7 @@ class _Run:
                 raise DeployError(f"{spec.name} is not healthy: {what}{health.error}", phase="smoke",
                                   log=self.runtime.logs(spec.name, 60, "stderr"))
             self.log("smoke", f"{spec.name}: /health {health.status} at {url}")
-        for spec in self.new:
-            self._wait_running(spec.name)
+        self._wait_running()
         problems = check_contract(f"http://{self.req.host}:{self.new[0].port}", self._sample(package),
                                   self.version.manifest.get("task", "json"))
         if problems:
@@ -246,15 +245,15 @@ class _Run:
                               log=self.runtime.logs(self.new[0].name, 60, "stderr"))
         self.log("smoke", "smoke test passed: /health, /info, /predict on the first sample, /metrics")
 
-    def _wait_running(self, name: str) -> None:
-        """Until the runtime, too, counts the replica as started (supervisord's `startsecs`), so a
-        finished deploy never shows STARTING; DeployError if it stops meanwhile."""
-        deadline = time.monotonic() + self.req.health_timeout
-        while (state := self.runtime.status(name).state) != ServiceState.RUNNING:
-            if state not in (ServiceState.STARTING, ServiceState.UNKNOWN) or time.monotonic() > deadline:
+    def _wait_running(self) -> None:
+        """Until the runtime, too, counts the new replicas as started (supervisord's `startsecs`),
+        so a finished deploy never shows STARTING; DeployError if one stops meanwhile."""
+        states = wait_settled(lambda n: self.runtime.status(n).state, [s.name for s in self.new],
+                              self.req.health_timeout, transient=(ServiceState.STARTING, ServiceState.UNKNOWN))
+        for name, state in states.items():
+            if state != ServiceState.RUNNING:
                 raise DeployError(f"{name} is {state.value} after answering /health", phase="smoke",
                                   log=self.runtime.logs(name, 60, "stderr"))
-            time.sleep(0.1)
 
     def _gone(self, name: str) -> str | None:
         state = self.runtime.status(name).state

@@ -20,7 +20,7 @@ from app.models import AlgorithmService, Deployment, ServiceGroup, ServiceReplic
 from orchestration.errors import BackendUnavailable, OrchestrationError
 from orchestration.health import Health, probe
 from orchestration.ports import PortAllocator
-from orchestration.runtime import ReplicaStatus, Runtime, ServiceState
+from orchestration.runtime import ReplicaStatus, Runtime, ServiceState, wait_settled
 
 FAILED_STATES = (ServiceState.FATAL, ServiceState.BACKOFF, ServiceState.EXITED)
 SETTLED_FAILED = (ServiceState.FATAL, ServiceState.EXITED, ServiceState.STOPPED)
@@ -284,26 +284,17 @@ class ServiceManager:
         left STARTING and BACKOFF, so an action that returns reads RUNNING. A replica that ends
         FATAL, EXITED or STOPPED makes its service's result an error, and so does one still in
         BACKOFF at the deadline; one still STARTING then is left to the runtime."""
-        pending = {name: self._one(name) for name, error in results.items() if error is None}
-        deadline = time.monotonic() + timeout
-        while pending:
-            for name, svc in list(pending.items()):
-                states = {r.backend_name: self._runtime(svc.runtime).status(r.backend_name).state
-                          for r in svc.replica_rows}
-                failed = [(r, st) for r, st in states.items() if st in SETTLED_FAILED]
-                if failed or all(st == ServiceState.RUNNING for st in states.values()):
-                    pending.pop(name)
-                if failed:
-                    results[name] = "; ".join(f"{r} is {st.value} (see its log)" for r, st in failed)
-            if pending and time.monotonic() > deadline:
-                for name, svc in pending.items():   # still crashing and being restarted
-                    backoff = [r.backend_name for r in svc.replica_rows
-                               if self._runtime(svc.runtime).status(r.backend_name).state == ServiceState.BACKOFF]
-                    if backoff:
-                        results[name] = "; ".join(f"{r} keeps exiting and is being restarted (see its log)"
-                                                  for r in backoff)
-                break
-            time.sleep(0.1)
+        started = [self._one(name) for name, error in results.items() if error is None]
+        runtimes = {r.backend_name: self._runtime(svc.runtime) for svc in started for r in svc.replica_rows}
+        states = wait_settled(lambda n: runtimes[n].status(n).state, runtimes, timeout)
+        for svc in started:
+            name, replicas = svc.name, svc.replica_rows
+            problems = [f"{r.backend_name} is {states[r.backend_name].value} (see its log)" for r in replicas
+                        if states[r.backend_name] in SETTLED_FAILED]
+            problems += [f"{r.backend_name} keeps exiting and is being restarted (see its log)" for r in replicas
+                         if states[r.backend_name] == ServiceState.BACKOFF]
+            if problems:
+                results[name] = "; ".join(problems)
         return results
 
     def _start_one(self, svc: AlgorithmService) -> None:

@@ -16,7 +16,8 @@ Contract (every backend, tested the same way):
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +39,25 @@ class ServiceState(StrEnum):
     @property
     def is_up(self) -> bool:
         return self in {ServiceState.STARTING, ServiceState.RUNNING}
+
+
+def wait_settled(status: Callable[[str], ServiceState], names: Iterable[str], timeout: float, *,
+                 transient: Iterable[ServiceState] = (ServiceState.STARTING, ServiceState.BACKOFF),
+                 poll_s: float = 0.1) -> dict[str, ServiceState]:
+    """Polls `status(name)` until no replica is in a `transient` state (by default: until
+    supervisord's `startsecs` and retries are over), or `timeout` seconds pass; returns the last
+    state read of each replica."""
+    transient = frozenset(transient)
+    pending, states = set(names), {}
+    deadline = time.monotonic() + timeout
+    while True:
+        for name in list(pending):
+            states[name] = status(name)
+            if states[name] not in transient:
+                pending.discard(name)
+        if not pending or time.monotonic() > deadline:
+            return states
+        time.sleep(poll_s)
 
 
 def replica_name(service: str, index: int) -> str:
