@@ -429,6 +429,16 @@ def probe_video(path: Path) -> VideoInfo:
     """Frame count, rate, size and codec of the first video stream. The first frame is decoded to
     prove the file is usable. Raises MediaError for a missing, unreadable, corrupt or unsupported
     file, an image, or a file without a video stream or without a decodable frame."""
+    return _probe(path)[0]
+
+
+def video_poster(path: Path) -> tuple[VideoInfo, np.ndarray]:
+    """`probe_video`'s facts and the first frame (BGR), decoded once; MediaError as there."""
+    info, first = _probe(path)
+    return info, _to_bgr(first)
+
+
+def _probe(path: Path) -> tuple[VideoInfo, av.VideoFrame]:
     path = Path(path)
     _refuse_non_video(path)
     with _open_video(path) as container:
@@ -440,7 +450,7 @@ def probe_video(path: Path) -> VideoInfo:
         raise MediaError(f"{path.name}: the video stream holds no frame that decodes")
     if frames <= 0:
         frames = _count_packets(path)
-    return VideoInfo(frames=frames, fps=fps, width=first.width, height=first.height, codec=codec)
+    return VideoInfo(frames=frames, fps=fps, width=first.width, height=first.height, codec=codec), first
 
 
 def _refuse_non_video(path: Path) -> None:

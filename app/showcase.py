@@ -417,13 +417,8 @@ class Showcase:
         ValidationFailed ("input") when the video is unreadable."""
         with self._temp_file(data.data or b"") as path:
             try:
-                info = media.probe_video(path)
-                frames = media.iter_frames(path)
-                try:
-                    first = next(frames)[1]
-                finally:
-                    frames.close()
-            except (media.MediaError, StopIteration) as e:
+                info, first = media.video_poster(path)
+            except media.MediaError as e:
                 raise ValidationFailed([Problem("input", f"{data.ref}: no frame to show ({e})")]) from None
         return info, media.encode_jpeg(first, quality=85)
 
@@ -544,8 +539,6 @@ class Showcase:
         then counts and pairwise metrics. ValidationFailed before any call when a column's service
         or parameters are refused, the columns take different inputs, or there are not 1–4 columns."""
         require(actor, Action.VIEW_SHOWCASE)
-        if not 1 <= len(columns) <= MAX_COLUMNS:
-            raise ValidationFailed([Problem("columns", f"1 to {MAX_COLUMNS} columns, got {len(columns)}")])
         targets, params = self._check_columns(columns)
         data = self._coerce_input(input)
         for target in targets:
@@ -554,6 +547,10 @@ class Showcase:
         return _comparison(data, targets, columns, results)
 
     def _check_columns(self, columns: Sequence[Column]) -> tuple[list[_Target], list[dict[str, Any]]]:
+        """1 to MAX_COLUMNS columns of existing services with valid parameters, all taking the same
+        kind of input: their targets and checked parameters."""
+        if not 1 <= len(columns) <= MAX_COLUMNS:
+            raise ValidationFailed([Problem("columns", f"1 to {MAX_COLUMNS} columns, got {len(columns)}")])
         problems: list[Problem] = []
         targets: list[_Target] = []
         params: list[dict[str, Any]] = []
@@ -589,13 +586,10 @@ class Showcase:
             except ValidationFailed as e:
                 problems += e.problems
         try:
-            if not 1 <= len(spec.columns) <= MAX_COLUMNS:
-                raise ValidationFailed([Problem("columns", f"1 to {MAX_COLUMNS} columns, got {len(spec.columns)}")])
             targets, params = self._check_columns(spec.columns)
             for data in loaded:
                 if data.kind == "video":
-                    self.plan_video_compare(actor, data, spec.columns, every_nth=spec.every_nth,
-                                            max_frames=spec.max_frames)
+                    self._video_plans(actor, targets, params, data, spec.every_nth, spec.max_frames)
                 else:
                     self._check_fits(targets[0], data)
         except ValidationFailed as e:
@@ -691,50 +685,46 @@ class Showcase:
         require(actor, Action.VIEW_SHOWCASE)
         target = self._target(service)
         checked = self._params(target, params)
-        data = self._coerce_input(input)
+        return self._video_plans(actor, [target], [checked], self._coerce_input(input), every_nth, max_frames)[0]
+
+    def _video_plans(self, actor: Actor, targets: Sequence[_Target], params: Sequence[dict[str, Any]],
+                     data: InputData, every_nth: int, max_frames: int | None) -> list[VideoPlan]:
+        """One plan per (target, checked params) over the video `data`; ValidationFailed when it is
+        not a video, a target does not take images, or the frame choice is impossible."""
         if data.kind != "video":
             raise ValidationFailed([Problem("input", f"{data.ref} is not a video")])
-        if not target.task.startswith(("image.", "video.")):
-            raise ValidationFailed([Problem("service", f"{service} takes {target.task.partition('.')[0]} input, "
-                                                       "not video frames")])
+        for target in targets:
+            if not target.task.startswith(("image.", "video.")):
+                raise ValidationFailed([Problem("service", f"{target.name} takes {target.task.partition('.')[0]} "
+                                                           "input, not video frames")])
         if every_nth < 1 or (max_frames is not None and max_frames < 1):
             raise ValidationFailed([Problem("frames", "every n-th frame needs n >= 1 and at most >= 1 frames")])
-        key = (f"video/{target.version_id}/{content_hash(checked)[:16]}/"
-               f"{hashlib.sha256(data.data or b'').hexdigest()[:24]}-n{every_nth}-m{max_frames or 0}")
-        return VideoPlan(actor, target, checked, data, every_nth, max_frames, key)
+        digest = hashlib.sha256(data.data or b"").hexdigest()[:24]
+        return [VideoPlan(actor, target, checked, data, every_nth, max_frames,
+                          f"video/{target.version_id}/{content_hash(checked)[:16]}/{digest}-n{every_nth}"
+                          f"-m{max_frames or 0}") for target, checked in zip(targets, params)]
 
     def plan_video_compare(self, actor: Actor, input: InputRef | InputData, columns: Sequence[Column], *,
                            every_nth: int = 1, max_frames: int | None = None) -> list[VideoPlan]:
         """Every check of a video comparison (1–4 columns of image services, their parameters, the
         video, the frame choice) before any frame is sent; ValidationFailed names what is refused."""
         require(actor, Action.VIEW_SHOWCASE)
-        if not 1 <= len(columns) <= MAX_COLUMNS:
-            raise ValidationFailed([Problem("columns", f"1 to {MAX_COLUMNS} columns, got {len(columns)}")])
-        self._check_columns(columns)
-        data = self._coerce_input(input)
-        return [self.plan_video(actor, c.service, data, c.params, every_nth=every_nth, max_frames=max_frames)
-                for c in columns]
+        targets, params = self._check_columns(columns)
+        return self._video_plans(actor, targets, params, self._coerce_input(input), every_nth, max_frames)
 
     def start_video_compare(self, plan_sets: Sequence[Sequence[VideoPlan]], *, force: bool = False) -> VideoJob:
         """Each set of planned columns (one video comparison) runs column after column in a
         background thread; `job.result` is a list of `app.video_compare.VideoComparison`, one per
         set, and `job.stage` the column running (1-based, counted over every set, of n)."""
-        from app.video_compare import run_columns  # imports this module
+        from app.video_compare import run_comparisons  # imports this module
 
         job = VideoJob()
-        total = sum(len(plans) for plans in plan_sets)
 
-        def work() -> list:
-            done_before, results = 0, []
-            for plans in plan_sets:
-                def progress(column: int, done: int, frames: int, base: int = done_before) -> None:
-                    job.stage = (base + column + 1, total)
-                    job.update(done, frames)
-                results.append(run_columns(plans, self.execute_video, force=force, progress=progress,
-                                           cancel=job.cancel_event))
-                done_before += len(plans)
-            return results
-        job.start(work)
+        def progress(stage: int, stages: int, done: int, frames: int) -> None:
+            job.stage = (stage, stages)
+            job.update(done, frames)
+        job.start(lambda: run_comparisons(plan_sets, self.execute_video, force=force, progress=progress,
+                                          cancel=job.cancel_event))
         return job
 
     def start_video(self, plan: VideoPlan, *, force: bool = False) -> VideoJob:

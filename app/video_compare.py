@@ -13,6 +13,7 @@ Contracts:
   is the mean over frames of the Jaccard index of the recognised line texts.
 - `run_columns` runs the planned columns one after the other (so they do not slow each other);
   after a cancel the remaining columns are not run and read as None with `errors[i]` set.
+  `run_comparisons` does that for several comparisons in turn, counting stages (columns) over all.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from app.compare_metrics import entries, label_agreement, line_overlap, match_bo
 from app.showcase import Column, VideoPlan, VideoResult
 
 ColumnProgress = Callable[[int, int, int], None]   # (column index, frames done, frames total)
+StageProgress = Callable[[int, int, int, int], None]   # (stage from 1, stages, frames done, frames total)
 
 
 @dataclass(frozen=True)
@@ -130,3 +132,16 @@ def run_columns(plans: Sequence[VideoPlan], execute: Callable[..., VideoResult],
     columns = [Column(p.target.name, p.params) for p in plans]
     return compare_results(plans[0].data.ref if plans else "", plans[0].target.task if plans else "", columns,
                            results, errors)
+
+
+def run_comparisons(plan_sets: Sequence[Sequence[VideoPlan]], execute: Callable[..., VideoResult], *,
+                    force: bool = False, progress: StageProgress | None = None,
+                    cancel: threading.Event | None = None) -> list[VideoComparison]:
+    """`run_columns` for each set of plans in turn; `progress` counts stages (columns) over every set."""
+    stages = sum(len(plans) for plans in plan_sets)
+    comparisons, base = [], 0
+    for plans in plan_sets:
+        report = (lambda i, done, total, base=base: progress(base + i + 1, stages, done, total)) if progress else None
+        comparisons.append(run_columns(plans, execute, force=force, progress=report, cancel=cancel))
+        base += len(plans)
+    return comparisons

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from app.media import (H264Writer, MediaError, decode_image, encode_jpeg, iter_frames, label_color, probe_video,
-                       run_video)
+                       run_video, video_poster)
 
 from tests.conftest import demo_media
 
@@ -100,6 +100,12 @@ def test_probe_reads_the_demo_videos(vtest):
     assert info.duration_s == 79.5
     mega = probe_video(demo_media("Megamind.avi"))
     assert (mega.width, mega.height, mega.codec) == (720, 528, "mpeg4") and abs(mega.fps - 23.976) < 0.01
+
+
+def test_poster_is_the_first_frame_with_the_probe(vtest):
+    info, first = video_poster(vtest)
+    assert info == probe_video(vtest) and first.shape == (576, 768, 3)
+    assert np.array_equal(first, next(iter_frames(vtest))[1])
 
 
 def corrupt_files(tmp_path: Path, vtest: Path) -> dict[str, Path]:

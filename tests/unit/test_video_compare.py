@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.showcase import Column, VideoResult
-from app.video_compare import compare_results, frames_by_index, run_columns, video_pair_summary
+from app.video_compare import compare_results, frames_by_index, run_columns, run_comparisons, video_pair_summary
 
 
 def box(x: float, y: float, w: float = 10, h: float = 10, label: str = "face") -> dict[str, Any]:
@@ -89,3 +89,17 @@ def test_run_columns_runs_in_order_reports_progress_and_stops_after_a_cancel() -
     assert [c.params["model"] for c in cmp.columns] == ["haar_default", "haar_alt2", "lbp"]
     assert cmp.input_ref == "demo-media/media/Megamind.avi" and cmp.task == "image.detection"
     assert [(p.left, p.right, p.matched) for p in cmp.pairs] == [(0, 1, 1)]
+
+
+def test_run_comparisons_counts_stages_over_every_set() -> None:
+    sets = [[FakePlan("face-detect", {"model": "lbp"})] * 2, [FakePlan("person-detect", {})] * 3]
+    seen: list[tuple[int, int, int, int]] = []
+
+    def execute(plan: FakePlan, *, force: bool, progress: Any, cancel: Any) -> VideoResult:
+        progress(1, 1)
+        return video({0: {"boxes": []}})
+
+    cmps = run_comparisons(sets, execute, progress=lambda *a: seen.append(a))  # type: ignore[arg-type]
+    assert [len(c.results) for c in cmps] == [2, 3] and [c.columns[0].service for c in cmps] == ["face-detect",
+                                                                                               "person-detect"]
+    assert [s for s in seen if s[2] == 1] == [(1, 5, 1, 1), (2, 5, 1, 1), (3, 5, 1, 1), (4, 5, 1, 1), (5, 5, 1, 1)]
