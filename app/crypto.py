@@ -12,13 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from app.errors import AlgoStageError, Message
 
 KEY_FILE = "secret.key"
 PREFIX = "fernet:"
 
 
-class SecretError(Exception):
+class SecretError(AlgoStageError):
     """A secret could not be decrypted (wrong or missing key); never carries the secret."""
+    code = "secret"
 
 
 class SecretBox:
@@ -26,7 +28,7 @@ class SecretBox:
 
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
-            raise SecretError("no secret key configured")
+            raise SecretError(Message("secret.no_key", "no secret key configured"))
         self._keys = list(keys)
         self._fernet = MultiFernet([Fernet(k) for k in self._keys])
 
@@ -40,11 +42,11 @@ class SecretBox:
     def decrypt(self, token: str) -> str:
         """Return the plaintext; raises SecretError if no known key opens it."""
         if not token.startswith(PREFIX):
-            raise SecretError("value is not an encrypted secret")
+            raise SecretError(Message("secret.not_encrypted", "value is not an encrypted secret"))
         try:
             return self._fernet.decrypt(token[len(PREFIX):].encode()).decode()
         except InvalidToken as e:
-            raise SecretError("secret cannot be decrypted with the configured keys") from e
+            raise SecretError(Message("secret.undecryptable", "secret cannot be decrypted with the configured keys")) from e
 
     def reencrypt(self, token: str) -> str:
         """Re-encrypt with the newest key (MultiFernet.rotate)."""

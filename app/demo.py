@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.auth import Actor
-from app.errors import ValidationFailed
 from app.platform import Platform
 from app.storage import DEMO_BUCKET, seed
-from orchestration.errors import OrchestrationError
+from app.errors import AlgoStageError, ValidationFailed
 
 DEMO_ROOT = Path(__file__).resolve().parent.parent / "demo_data"
+DEMO_KEY = "demo"
 
 
 @dataclass
@@ -23,6 +23,7 @@ class DemoReport:
     deployed: list[str] = field(default_factory=list)    # services deployed now
     running: list[str] = field(default_factory=list)     # services that already existed
     failed: dict[str, str] = field(default_factory=dict)  # algorithm -> why
+    key: str | None = None                                 # the demo API key, when created now
 
     @property
     def ok(self) -> bool:
@@ -46,7 +47,7 @@ def install(platform: Platform, actor: Actor, *, deploy: bool = True,
     """Seed media, upload the demo algorithms that are not in the catalog, deploy those without a service."""
     report = DemoReport(seeded=seed_media(platform))
     known = {a.name for a in platform.catalog.list(actor)}
-    services = set(platform.services.all_names())
+    services = set(platform.services.all_names(actor))
     for package in packages or demo_packages():
         name = _upload(platform, actor, package, known, report, progress)
         if name is None or not deploy:
@@ -55,12 +56,20 @@ def install(platform: Platform, actor: Actor, *, deploy: bool = True,
             report.running.append(name)
             continue
         _deploy(platform, actor, name, report, progress)
+    report.key = demo_key(platform, actor)
     return report
+
+
+def demo_key(platform: Platform, actor: Actor) -> str | None:
+    """A key `demo` for every service, created once (None when it exists: keys are shown once)."""
+    if any(k.name == DEMO_KEY for k in platform.keys.list(actor)):
+        return None
+    return platform.keys.create(actor, DEMO_KEY).key
 
 
 def _upload(platform: Platform, actor: Actor, package: Path, known: set[str], report: DemoReport,
             progress: Callable[[str], None]) -> str | None:
-    from app.manifest import load_manifest
+    from app.catalog.manifest import load_manifest
     name = load_manifest(package).name
     if name in known:
         return name
@@ -76,11 +85,11 @@ def _upload(platform: Platform, actor: Actor, package: Path, known: set[str], re
 
 def _deploy(platform: Platform, actor: Actor, name: str, report: DemoReport,
             progress: Callable[[str], None]) -> None:
-    from orchestration.deployer import DeployRequest
+    from app.services.deployer import DeployRequest
     progress(f"deploying {name} …")
     try:
-        result = platform.deployer.deploy(actor, DeployRequest(name, runtime="supervisor", health_timeout=300))
-    except (OrchestrationError, ValidationFailed) as e:
+        result = platform.deployer.deploy(actor, DeployRequest(name, health_timeout=300))
+    except AlgoStageError as e:
         report.failed[name] = f"deploy: {e}"
         progress(f"{name} failed: {e}")
         return

@@ -1,6 +1,12 @@
 """Call history: the calls recorded in `algorithm_calls`, filtered; latency percentiles over time;
 CSV export.
 
+A row is one call (`kind` "call": one request, or one batch) or one video run (`kind` "video"):
+the frames of a video go to the service with one request each, and the run is recorded once, with
+every frame's detail inside the row (`video_output` writes it, `frame_rows` reads it) and the key
+of its annotated MP4 in the results bucket. Percentiles count requests: a video run counts each
+of its frames.
+
 Visibility: an actor with VIEW_ALL_HISTORY (operators, admins) sees everyone's calls and may
 filter by user; anyone else with VIEW_HISTORY sees only their own calls, whatever `user` the
 filter names. Times are UTC; naive datetimes (SQLite returns them) are read as UTC.
@@ -11,7 +17,8 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,13 +26,17 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth import Action, Actor, can, require
+from app.errors import Message, Missing, Problem
 from app.models import AlgorithmCall, AlgorithmVersion
+from app.storage import RESULTS_BUCKET, ObjectNotFound, ObjectStore
 
 DEFAULT_LIMIT = 10_000
 BUCKETS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1),
            timedelta(hours=6), timedelta(days=1), timedelta(days=7))
 MAX_BUCKETS = 60
 PERCENTILES = (50, 95, 99)
+CALL, VIDEO = "call", "video"
+FRAME_FIELDS = ("frame", "count", "mean_score", "latency_ms", "predict_ms")
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,10 @@ class CallFilter:
 
 @dataclass(frozen=True)
 class CallRow:
+    """A recorded call. For a video run (`kind` VIDEO): `total_ms` is the whole run (decoding,
+    frames, drawing, encoding), `predict_ms` the sum of its frames' predict times, `frames` the
+    frames done, `video_key` its annotated MP4 in the results bucket (None when no frame was done),
+    `frame_ms`/`frame_predict_ms` each frame's request latency and predict time (not in the CSV)."""
     id: int
     created_at: datetime
     service: str
@@ -53,12 +68,26 @@ class CallRow:
     input_ref: str
     params: dict[str, Any]
     error: str
+    kind: str = CALL
+    frames: int | None = None
+    video_key: str | None = None
+    frame_ms: tuple[float, ...] = field(default=(), repr=False)
+    frame_predict_ms: tuple[float | None, ...] = field(default=(), repr=False)
+
+    def requests(self) -> Iterator[tuple[float, float | None]]:
+        """(latency ms, predict ms or None) of each request the call made: one for a call, one per
+        frame for a video run."""
+        if self.kind == VIDEO:
+            yield from zip(self.frame_ms, self.frame_predict_ms)
+        else:
+            yield self.total_ms, self.predict_ms
 
 
 @dataclass(frozen=True)
 class LatencyBucket:
-    """Percentiles of the ok calls that started in [start, start + width); predict ones are None
-    when no call in the bucket reported a predict time."""
+    """Percentiles of the requests of the ok calls that started in [start, start + width) (`count`
+    requests: a video run counts each frame); predict ones are None when no request in the bucket
+    reported a predict time."""
     start: datetime
     width: timedelta
     count: int
@@ -93,8 +122,10 @@ def choose_bucket(first: datetime, last: datetime) -> timedelta:
 
 
 def latency_buckets(rows: list[CallRow], width: timedelta | None = None) -> list[LatencyBucket]:
-    """p50/p95/p99 of total and predict ms of the ok rows, per time bucket (oldest first)."""
-    ok = [r for r in rows if r.status == "ok"]
+    """p50/p95/p99 of the latency and predict ms of the requests of the ok rows (see
+    `request_latencies`), per time bucket (oldest first); a row without requests (a video run that
+    did no frame) is left out."""
+    ok = [r for r in rows if r.status == "ok" and (r.kind == CALL or r.frame_ms)]
     if not ok:
         return []
     times = [utc(r.created_at) for r in ok]
@@ -106,18 +137,35 @@ def latency_buckets(rows: list[CallRow], width: timedelta | None = None) -> list
     return [_bucket(start, width, groups[start]) for start in sorted(groups)]
 
 
+def request_latencies(rows: Sequence[CallRow]) -> tuple[list[float], list[float]]:
+    """(latency ms of every request, predict ms of those that reported one) of the ok rows: what
+    percentiles are taken of (a video run gives one request per frame)."""
+    total: list[float] = []
+    predict: list[float] = []
+    for row in rows:
+        if row.status == "ok":
+            for ms, predict_ms in row.requests():
+                total.append(ms)
+                if predict_ms is not None:
+                    predict.append(predict_ms)
+    return total, predict
+
+
 def _bucket(start: datetime, width: timedelta, rows: list[CallRow]) -> LatencyBucket:
-    total = [r.total_ms for r in rows]
-    predict = [r.predict_ms for r in rows if r.predict_ms is not None]
+    total, predict = request_latencies(rows)
     tp = [percentile(total, q) for q in PERCENTILES]
     pp: list[float | None] = [percentile(predict, q) for q in PERCENTILES] if predict else [None] * 3
-    return LatencyBucket(start, width, len(rows), *tp, *pp)
+    return LatencyBucket(start, width, len(total), *tp, *pp)
+
+
+CSV_FIELDS = tuple(f.name for f in fields(CallRow) if f.name not in ("frame_ms", "frame_predict_ms"))
 
 
 def to_csv(rows: list[CallRow]) -> str:
-    """The rows as CSV with a header line; params as JSON, times in ISO 8601 UTC."""
+    """The rows as CSV with a header line (CSV_FIELDS: a video run's per-frame detail is left
+    out); params as JSON, times in ISO 8601 UTC, None as an empty cell."""
     out = io.StringIO()
-    names = [f.name for f in fields(CallRow)]
+    names = CSV_FIELDS
     writer = csv.writer(out)
     writer.writerow(names)
     for row in rows:
@@ -129,8 +177,11 @@ def to_csv(rows: list[CallRow]) -> str:
 
 
 class History:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    """`objects` holds the annotated videos of video runs (`video`); without it `video` is None."""
+
+    def __init__(self, sessions: sessionmaker[Session], objects: ObjectStore | None = None) -> None:
         self._sessions = sessions
+        self._objects = objects
 
     def calls(self, actor: Actor, filt: CallFilter | None = None, *, limit: int = DEFAULT_LIMIT) -> list[CallRow]:
         """The newest `limit` calls matching `filt` that `actor` may see, newest first."""
@@ -142,6 +193,32 @@ class History:
                 limit: int = DEFAULT_LIMIT) -> list[LatencyBucket]:
         """Percentiles over time of the calls `calls` would return (see `latency_buckets`)."""
         return latency_buckets(self.calls(actor, filt, limit=limit), width)
+
+    def frames(self, actor: Actor, call_id: int) -> list[dict[str, Any]]:
+        """The per-frame detail of the video run recorded as call `call_id`, in frame order: dicts
+        of FRAME_FIELDS (frame = the source frame's index). [] for a call that is not a video run.
+        Missing when there is no such call or `actor` may not see it."""
+        return frame_rows(self._visible_call(actor, call_id).output)
+
+    def video(self, actor: Actor, call_id: int) -> bytes | None:
+        """The annotated MP4 of the video run recorded as call `call_id`; None for a call that is
+        not a video run, a run without a frame done, or a video no longer in the results bucket.
+        Missing when there is no such call or `actor` may not see it."""
+        key = _video(self._visible_call(actor, call_id).output).get("key")
+        if not key or self._objects is None:
+            return None
+        try:
+            return self._objects.get(RESULTS_BUCKET, key)
+        except ObjectNotFound:
+            return None
+
+    def _visible_call(self, actor: Actor, call_id: int) -> AlgorithmCall:
+        q = self._query(actor, CallFilter()).where(AlgorithmCall.id == call_id)
+        with self._sessions() as s:
+            found = s.execute(q).first()
+        if found is None:
+            raise Missing([Problem("call", Message("call.missing", "no call #{id} that you may see", id=call_id))])
+        return found[0]
 
     def choices(self, actor: Actor) -> tuple[list[str], list[str]]:
         """(services, users) that appear in the calls `actor` may see, sorted."""
@@ -170,5 +247,41 @@ class History:
 
 
 def _row(call: AlgorithmCall, tag: str | None) -> CallRow:
-    return CallRow(call.id, utc(call.created_at), call.service_name, tag or "", call.username, call.status,
-                   call.total_ms, call.predict_ms, call.replica, call.input_ref, call.params or {}, call.error)
+    row = CallRow(call.id, utc(call.created_at), call.service_name, tag or "", call.username, call.status,
+                  call.total_ms, call.predict_ms, call.replica, call.input_ref, call.params or {}, call.error)
+    video = _video(call.output)
+    if not video:
+        return row
+    frames = frame_rows(call.output)
+    return replace(row, kind=VIDEO, frames=len(frames), video_key=video.get("key"),
+                   frame_ms=tuple(f["latency_ms"] for f in frames), frame_predict_ms=tuple(f["predict_ms"] for f in frames))
+
+
+# --- a video run's row ---------------------------------------------------------------------------
+
+def video_output(frames: Sequence[Mapping[str, Any]], *, video_key: str | None, frames_total: int, every_nth: int,
+                 max_frames: int | None, cancelled: bool, wall_s: float) -> dict[str, Any]:
+    """The `output` recorded for a video run: {"video": {key, frames_total, every_nth, max_frames,
+    cancelled, wall_s}, "frames": {field: [one value per frame]}} (FRAME_FIELDS, in columns: a
+    795-frame run is ~30 KB of JSON). `frames` are rows with FRAME_FIELDS (missing ones read None)."""
+    return {"video": {"key": video_key, "frames_total": frames_total, "every_nth": every_nth,
+                      "max_frames": max_frames, "cancelled": cancelled, "wall_s": round(wall_s, 3)},
+            "frames": {name: [_rounded(f.get(name)) for f in frames] for name in FRAME_FIELDS}}
+
+
+def frame_rows(output: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The per-frame rows (dicts of FRAME_FIELDS) of a video run's `output`; [] for any other output."""
+    if not _video(output):
+        return []
+    columns = output.get("frames") or {}
+    count = len(columns.get("frame") or [])
+    return [{name: (columns.get(name) or [None] * count)[i] for name in FRAME_FIELDS} for i in range(count)]
+
+
+def _video(output: Mapping[str, Any] | None) -> dict[str, Any]:
+    video = output.get("video") if isinstance(output, Mapping) else None
+    return video if isinstance(video, dict) else {}
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 3) if isinstance(value, float) else value

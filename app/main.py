@@ -11,8 +11,10 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from app.auth import Action, can  # noqa: E402
+from app.errors import AlgoStageError  # noqa: E402
 from app.i18n import LANGUAGES  # noqa: E402
-from components.session import actor, lang, t  # noqa: E402
+from components.login_form import login_form  # noqa: E402
+from components.session import current_actor, lang, session_scripts, show_error, sign_out, t  # noqa: E402
 
 PAGES = ROOT / "pages"
 # (file, title key, icon, section key, action needed to see it)
@@ -24,9 +26,11 @@ PAGE_TABLE = [
     ("manage.py", "nav.manage", ":material/dns:", "nav.section.platform", Action.VIEW_SERVICES),
     ("showcase.py", "nav.showcase", ":material/slideshow:", "nav.section.showcase", Action.VIEW_SHOWCASE),
     ("compare.py", "nav.compare", ":material/compare:", "nav.section.showcase", Action.VIEW_SHOWCASE),
+    ("experiments.py", "nav.experiments", ":material/science:", "nav.section.showcase", Action.VIEW_SHOWCASE),
     ("history.py", "nav.history", ":material/history:", "nav.section.showcase", Action.VIEW_HISTORY),
     ("settings.py", "nav.settings", ":material/settings:", "nav.section.admin", Action.MANAGE_SETTINGS),
     ("users.py", "nav.users", ":material/group:", "nav.section.admin", Action.MANAGE_USERS),
+    ("keys.py", "nav.keys", ":material/key:", "nav.section.admin", Action.MANAGE_USERS),
 ]
 
 st.set_page_config(page_title="AlgoStage", page_icon=":material/deployed_code:", layout="wide")
@@ -35,9 +39,22 @@ st.session_state.setdefault("lang", lang())
 with st.sidebar:
     st.selectbox(t("lang.label"), list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
 
-who = actor()
+try:
+    who = current_actor()
+except AlgoStageError as e:     # the database is down: a message, never a traceback; the next rerun retries
+    show_error(e)
+    st.stop()
+session_scripts()
 if who is None:
-    nav = st.navigation([st.Page(PAGES / "login.py", title=t("nav.login"), icon=":material/login:")])
+    # Every page keeps its address while signed out, so a bookmark or a typed URL opens the login
+    # form there and, once signed in, the page itself.
+    login = st.Page(PAGES / "login.py", title=t("nav.login"), icon=":material/login:", default=True)
+    chosen = st.navigation([login, *(st.Page(PAGES / file, title=t(title), icon=icon)
+                                     for file, title, icon, _, _ in PAGE_TABLE)], position="hidden")
+    if chosen.url_path == login.url_path:
+        chosen.run()
+    else:
+        login_form()
 else:
     sections: dict[str, list] = {}
     for file, title, icon, section, action in PAGE_TABLE:
@@ -47,6 +64,9 @@ else:
     with st.sidebar:
         st.caption(t("auth.signed_in_as", user=who.username, role=t(f"role.{who.role.value}")))
         if st.button(t("auth.logout"), icon=":material/logout:"):
-            del st.session_state["actor"]
+            sign_out()
             st.rerun()
-nav.run()
+    try:
+        nav.run()
+    except AlgoStageError as e:  # what a page did not catch itself (the database went away meanwhile)
+        show_error(e)

@@ -29,6 +29,7 @@ from typing import Any
 import av
 import cv2
 import numpy as np
+from app.errors import AlgoStageError, Message
 
 Color = tuple[int, int, int]
 Predict = Callable[[bytes], dict]
@@ -45,8 +46,9 @@ DEFAULT_MAX_PIXELS = 40_000_000
 CANCEL_POLL_S = 0.1
 
 
-class MediaError(Exception):
+class MediaError(AlgoStageError):
     """Input that cannot be used as an image or video; the message says why, for the user."""
+    code = "bad_media"
 
 
 # --- formats -------------------------------------------------------------------------------------
@@ -114,17 +116,21 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     decode, and an image of more than `max_pixels` pixels (checked from the header before decoding
     where the format allows)."""
     if not data:
-        raise MediaError("the file is empty")
+        raise MediaError(Message("media.empty", "the file is empty"))
     kind = sniff(data)
     if kind is None:
-        what = "text" if looks_like_text(data) else "not in an image format we recognise"
-        raise MediaError(f"not an image: the data is {what} (JPEG, PNG, BMP, GIF, WebP or TIFF expected)")
+        raise MediaError(Message("media.text_not_image", "not an image: the data is text (JPEG, PNG, BMP, GIF, WebP or "
+                                 "TIFF expected)") if looks_like_text(data) else
+                         Message("media.unknown_not_image", "not an image: the data is not in an image format we "
+                                 "recognise (JPEG, PNG, BMP, GIF, WebP or TIFF expected)"))
     if kind not in IMAGE_TYPES:
-        raise MediaError(f"{kind} cannot be decoded as an image here (JPEG, PNG, BMP, GIF, WebP or TIFF expected)")
+        raise MediaError(Message("media.undecodable_kind", "{kind} cannot be decoded as an image here (JPEG, PNG, BMP, "
+                                 "GIF, WebP or TIFF expected)", kind=kind))
     _check_size(_header_size(data, kind), max_pixels)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise MediaError(f"the {kind} data is corrupt and cannot be decoded ({len(data)} bytes)")
+        raise MediaError(Message("media.corrupt", "the {kind} data is corrupt and cannot be decoded ({size} bytes)",
+                                 kind=kind, size=len(data)))
     _check_size((image.shape[1], image.shape[0]), max_pixels)
     return image
 
@@ -134,10 +140,10 @@ def _check_size(size: tuple[int, int] | None, max_pixels: int) -> None:
         return
     w, h = size
     if w <= 0 or h <= 0:
-        raise MediaError(f"the image header gives an empty size ({w}x{h})")
+        raise MediaError(Message("media.empty_size", "the image header gives an empty size ({w}x{h})", w=w, h=h))
     if w * h > max_pixels:
-        raise MediaError(f"the image is {w}x{h} = {w * h / 1e6:.1f} megapixels, more than the "
-                         f"{max_pixels / 1e6:g} allowed")
+        raise MediaError(Message("media.too_many_pixels", "the image is {w}x{h} = {mp:.1f} megapixels, more than the "
+                                 "{max:g} allowed", w=w, h=h, mp=w * h / 1e6, max=max_pixels / 1e6))
 
 
 def _header_size(data: bytes, kind: str) -> tuple[int, int] | None:
@@ -163,20 +169,22 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
     pos, n, size = 2, len(data), None
     while True:
         if pos + 2 > n:
-            raise MediaError(f"the JPEG is truncated: it stops after {n} bytes, before its end marker")
+            raise MediaError(Message("media.jpeg_truncated_end", "the JPEG is truncated: it stops after {size} bytes, before its "
+                                     "end marker", size=n))
         if data[pos] != 0xFF:
-            raise MediaError(f"the JPEG is corrupt: no segment marker at byte {pos}")
+            raise MediaError(Message("media.jpeg_no_marker", "the JPEG is corrupt: no segment marker at byte {byte}", byte=pos))
         marker = data[pos + 1]
         if marker == 0xD9:
             if size is None:
-                raise MediaError("the JPEG is corrupt: it has no frame header")
+                raise MediaError(Message("media.jpeg_no_frame", "the JPEG is corrupt: it has no frame header"))
             return size
         if marker == 0xFF or 0xD0 <= marker <= 0xD8 or marker == 0x01:   # fill byte or a marker without length
             pos += 1 if marker == 0xFF else 2
             continue
         end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
         if pos + 4 > n or end > n:
-            raise MediaError(f"the JPEG is truncated: it stops after {n} bytes, inside a segment")
+            raise MediaError(Message("media.jpeg_truncated_segment", "the JPEG is truncated: it stops after {size} bytes, inside "
+                                     "a segment", size=n))
         if marker in _JPEG_SOF and size is None and end - pos >= 9:
             size = (int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big"))
         pos = _skip_scan(data, end) if marker == 0xDA else end
@@ -188,7 +196,8 @@ def _skip_scan(data: bytes, pos: int) -> int:
     while True:
         i = data.find(b"\xff", pos)
         if i < 0 or i + 1 >= len(data):
-            raise MediaError(f"the JPEG is truncated: it stops after {len(data)} bytes, inside the image data")
+            raise MediaError(Message("media.jpeg_truncated_data", "the JPEG is truncated: it stops after {size} bytes, inside "
+                                     "the image data", size=len(data)))
         nxt = data[i + 1]
         if nxt == 0 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
             pos = i + (1 if nxt == 0xFF else 2)
@@ -208,10 +217,11 @@ def _png_size(data: bytes) -> tuple[int, int]:
             size = (int.from_bytes(data[pos + 8:pos + 12], "big"), int.from_bytes(data[pos + 12:pos + 16], "big"))
         if ctype == b"IEND":
             if size is None:
-                raise MediaError("the PNG is corrupt: it has no IHDR header")
+                raise MediaError(Message("media.png_no_header", "the PNG is corrupt: it has no IHDR header"))
             return size
         pos = end
-    raise MediaError(f"the PNG is truncated: it stops after {n} bytes, before its IEND chunk")
+    raise MediaError(Message("media.png_truncated", "the PNG is truncated: it stops after {size} bytes, before its IEND "
+                             "chunk", size=n))
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
@@ -406,8 +416,11 @@ def _drawable(text: str) -> bool:
 
 
 def _fmt_score(score: Any) -> str:
+    """A box's score as drawn: a count (a cascade's neighbours) as a whole number, else two decimals."""
     value = _number(score)
-    return "" if value is None else f"{value:.2f}"
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
 # --- video ---------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false as sa_false,
+    true as sa_true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -72,6 +74,32 @@ class LoginFailure(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BrowserSession(Base):
+    """A signed-in browser. Only SHA-256 digests are stored: of the one-time ticket the page hands
+    the browser at login (cleared when claimed), and of the cookie's token the claim creates."""
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    ticket_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    user: Mapped[User] = relationship()
+
+
+class AuditEntry(Base):
+    """Who did what to which service or user (settings and deploys have histories of their own)."""
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(40))      # start | stop | restart | remove | user.create | …
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -135,7 +163,27 @@ class AlgorithmRepository(Base):
     backend: Mapped[str] = mapped_column(String(16))  # local | gitea
     location: Mapped[str] = mapped_column(String(500))
     gitea_config_id: Mapped[int | None] = mapped_column(ForeignKey("gitea_configs.id", ondelete="SET NULL"))
+    upstream_url: Mapped[str] = mapped_column(String(500), default="", server_default="")   # a webhook's repository
+    deploy_branch: Mapped[str] = mapped_column(String(100), default="main", server_default="main")
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    auto_deploy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     algorithm: Mapped[Algorithm] = relationship(back_populates="repository")
+
+
+class PushEvent(Base):
+    """A push (git over HTTP) or a webhook: what came, what became of it, and why."""
+    __tablename__ = "push_events"
+    __table_args__ = (Index("ix_push_events_algorithm_at", "algorithm_name", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    algorithm_name: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))        # push | gitea | github
+    ref: Mapped[str] = mapped_column(String(200))
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))        # rejected | version | deployed | deploy_failed
+    reason: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[int | None] = mapped_column(Integer, default=None)
+    actor: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AlgorithmVersion(Base):
@@ -179,12 +227,16 @@ class AlgorithmService(Base):
     environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    canary_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("algorithm_versions.id", ondelete="SET NULL"), default=None)   # a version on trial
+    canary_percent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # its share of the calls
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     group: Mapped[ServiceGroup | None] = relationship(back_populates="services")
     algorithm: Mapped[Algorithm] = relationship()
-    version: Mapped[AlgorithmVersion | None] = relationship()
+    version: Mapped[AlgorithmVersion | None] = relationship(foreign_keys=[version_id])
+    canary_version: Mapped[AlgorithmVersion | None] = relationship(foreign_keys=[canary_version_id])
     replica_rows: Mapped[list[ServiceReplica]] = relationship(
         back_populates="service", cascade="all, delete-orphan", order_by="ServiceReplica.index")
     configs: Mapped[list[ServiceConfig]] = relationship(back_populates="service", cascade="all, delete-orphan")
@@ -198,7 +250,11 @@ class ServiceReplica(Base):
     version_id: Mapped[int | None] = mapped_column(ForeignKey("algorithm_versions.id", ondelete="SET NULL"))
     index: Mapped[int] = mapped_column(Integer)
     backend_name: Mapped[str] = mapped_column(String(120))  # supervisor program or container name
-    port: Mapped[int] = mapped_column(Integer)
+    port: Mapped[int] = mapped_column(Integer)               # reserved on the host (port_reservations)
+    endpoint: Mapped[str] = mapped_column(String(200), default="", server_default="")  # base URL it answers on
+    routed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())  # in rotation
+    route_note: Mapped[str] = mapped_column(String(300), default="", server_default="")  # why in or out
+    checked_at: Mapped[datetime | None] = mapped_column(default=None)    # last active health probe
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     service: Mapped[AlgorithmService] = relationship(back_populates="replica_rows")
 
@@ -233,6 +289,23 @@ class ServiceConfigHistory(Base):
     new_value: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(80))
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """A key for the gateway (and the API): only its SHA-256 is stored; `services` None = every service."""
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))         # the key's first characters, to recognise it
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    services: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    user: Mapped[User | None] = relationship()
 
 
 class Deployment(Base):
@@ -297,3 +370,77 @@ class Scenario(Base):
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- experiments (issue 12) ------------------------------------------------------------------------
+
+class Dataset(Base):
+    """A labelled dataset: its files and index live in the object store under `prefix`; `labels`
+    is its set of classes (classification), categories (detection) or entity types (NER)."""
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    task: Mapped[str] = mapped_column(String(40))
+    items: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    prefix: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Experiment(Base):
+    """A sweep of one algorithm version over one dataset. `space` is the parameter space asked for,
+    `configs` the full parameter sets it expanded to (defaults filled in); `summary` holds the
+    metrics per configuration once computed. `heartbeat_at` is refreshed while a process runs it:
+    a RUNNING experiment whose heartbeat is old was interrupted and may be resumed."""
+    __tablename__ = "experiments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(64))
+    algorithm: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("algorithm_versions.id", ondelete="SET NULL"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    dataset_name: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(40))
+    space: Mapped[dict[str, Any]] = mapped_column(JSON)
+    configs: Mapped[list[Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ExperimentItem(Base):
+    """The result of one configuration on one dataset item: kept as soon as it is known, so a
+    cancelled or interrupted sweep resumes without redoing it. `params_hash`/`input_hash` make it
+    a result cache for later sweeps of the same version."""
+    __tablename__ = "experiment_items"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "config", "item", name="uq_experiment_items_cell"),
+        Index("ix_experiment_items_cache", "version_id", "params_hash", "input_hash"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    config: Mapped[int] = mapped_column(Integer)
+    item: Mapped[int] = mapped_column(Integer)
+    version_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    params_hash: Mapped[str] = mapped_column(String(64))
+    input_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # ok | error
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+    total_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    predict_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    replica: Mapped[str] = mapped_column(String(120), default="")
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    started: Mapped[float | None] = mapped_column(Float, default=None)   # epoch seconds
+    ended: Mapped[float | None] = mapped_column(Float, default=None)

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app import db
+from app.auth import Action, Actor, require
+from app.errors import AlgoStageError
 from app.launcher import counts
 from app.platform import Platform
-from orchestration.supervisord import SupervisorDaemon
 
 
 @dataclass(frozen=True)
@@ -27,34 +28,23 @@ class Overview:
     counts: dict[str, int]
 
 
-def docker_reachability(docker_host: str, timeout: float = 2.0) -> Reachability:
-    """Ping the container engine; an unreachable engine is a result, not an exception."""
-    import docker  # imported here: only this check needs it on the Home page
+def reachability(platform: Platform, name: str) -> Reachability:
+    """Whether the runtime `name` can be used now, in one line; never raises."""
     try:
-        client = docker.DockerClient(base_url=docker_host, timeout=timeout) if docker_host \
-            else docker.from_env(timeout=timeout)
-        version = client.version().get("Version", "?")
-        client.close()
-        return Reachability("docker", True, f"engine {version}")
-    except Exception as e:  # noqa: BLE001 - any failure means "unreachable", shown with its reason
-        return Reachability("docker", False, str(e).splitlines()[0][:200])
+        return Reachability(name, True, platform.runtimes[name].check())
+    except AlgoStageError as e:
+        return Reachability(name, False, e.message.splitlines()[0][:200])
 
 
-def supervisor_reachability(platform: Platform) -> Reachability:
-    daemon = SupervisorDaemon(platform.home)
-    if daemon.is_running():
-        return Reachability("supervisor", True, f"supervisord pid {daemon.pid()}")
-    return Reachability("supervisor", False, f"supervisord of {platform.home} is not running")
-
-
-def overview(platform: Platform) -> Overview:
-    settings = platform.settings
+def overview(platform: Platform, actor: Actor) -> Overview:
+    require(actor, Action.VIEW_CATALOG)
+    value = platform.settings.value
     return Overview(
         database=db.backend_name(platform.engine),
         schema_revision=db.schema_revision(platform.engine),
         schema_head=db.head_revision(),
-        code_store="gitea" if settings.value("GITEA_URL") else "local",
-        object_store="minio" if settings.value("MINIO_ENDPOINT") else "local",
-        runtimes=[supervisor_reachability(platform), docker_reachability(settings.value("DOCKER_HOST"))],
+        code_store="gitea" if value("GITEA_URL") else "local",
+        object_store="minio" if value("MINIO_ENDPOINT") else "local",
+        runtimes=[reachability(platform, name) for name in platform.runtimes],
         counts=counts(platform),
     )

@@ -8,14 +8,11 @@ can be restored. Secret values are encrypted in the database and masked everywhe
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import create_model
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -23,10 +20,15 @@ from pydantic_settings.sources.utils import parse_env_vars
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.auth import Action, Actor, internal, require
 from app.crypto import SecretBox, mask
 from app.db import transaction
-from app.errors import Problem, ValidationFailed
+from app.errors import Message, Problem, ValidationFailed
+from orchestration.errors import reason_of
 from app.models import Setting, SettingHistory
+from orchestration import registry
+from orchestration.config import (SettingSpec, parse_bool, parse_choice, parse_existing_file, parse_float_in,
+                                  parse_host_port, parse_int_in, parse_port_range, parse_size_mb, parse_text, parse_url)
 
 
 class Source(StrEnum):
@@ -39,100 +41,12 @@ class SettingError(ValidationFailed):
     """A setting key or value was refused; `problems` name the field and the reason."""
 
 
-# --- value parsers: str -> typed value, ValueError(reason) when invalid ----------------------
-
-def parse_int_in(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"must be a whole number, got {raw!r}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, got {value}")
-        return value
-    return parse
-
-
-def parse_port_range(raw: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", raw)
-    if not m:
-        raise ValueError(f"must look like 18000-18999, got {raw!r}")
-    lo, hi = int(m[1]), int(m[2])
-    if not 1024 <= lo < hi <= 65535:
-        raise ValueError(f"needs 1024 <= start < end <= 65535, got {lo}-{hi}")
-    return lo, hi
-
-
-def parse_choice(*choices: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw.strip() not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}, got {raw!r}")
-        return raw.strip()
-    return parse
-
-
-def parse_bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in {"1", "true", "yes", "on"}:
-        return True
-    if low in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"must be true or false, got {raw!r}")
-
-
-def parse_url(*schemes: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        parts = urlsplit(raw.strip())
-        if parts.scheme not in schemes or not (parts.netloc or parts.path):
-            raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
-        return raw.strip().rstrip("/")
-    return parse
-
-
-def parse_host_port(raw: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", raw.strip()):
-        raise ValueError(f"must be host:port without a scheme, e.g. 127.0.0.1:9000, got {raw!r}")
-    return raw.strip()
-
-
-def parse_text(max_len: int = 300, pattern: str | None = None) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip()
-        if len(value) > max_len:
-            raise ValueError(f"must be at most {max_len} characters")
-        if pattern and value and not re.fullmatch(pattern, value):
-            raise ValueError(f"must match {pattern}")
-        return value
-    return parse
-
-
-def parse_existing_file(raw: str) -> str:
-    if raw.strip() and not Path(raw.strip()).is_file():
-        raise ValueError(f"file does not exist: {raw.strip()}")
-    return raw.strip()
-
-
-def parse_size_mb(raw: str) -> int:
-    return parse_int_in(1, 100_000)(raw)
-
-
-@dataclass(frozen=True)
-class SettingSpec:
-    key: str
-    parse: Callable[[str], Any]
-    default: str
-    help: str
-    group: str = "platform"
-    env_only: bool = False
-    secret: bool = False
-
-
-SPECS: dict[str, SettingSpec] = {s.key: s for s in [
+PLATFORM_SPECS: list[SettingSpec] = [
     SettingSpec("ALGOSTAGE_HOME", parse_text(500), "./var", "all runtime state", env_only=True),
     SettingSpec("ALGOSTAGE_UI_PORT", parse_int_in(1, 65535), "8501", "Streamlit port"),
     SettingSpec("ALGOSTAGE_PORT_RANGE", parse_port_range, "18000-18999", "ports handed to service replicas",
                 group="services"),
-    SettingSpec("ALGOSTAGE_RUNTIME", parse_choice("supervisor", "docker"), "supervisor",
+    SettingSpec("ALGOSTAGE_RUNTIME", parse_choice(*registry.names()), registry.DEFAULT,
                 "default runtime for deploys", group="services"),
     SettingSpec("ALGOSTAGE_ADMIN_PASSWORD", parse_text(200), "", "password of the first admin",
                 env_only=True, secret=True),
@@ -140,9 +54,27 @@ SPECS: dict[str, SettingSpec] = {s.key: s for s in [
                 env_only=True, secret=True),
     SettingSpec("DATABASE_URL", parse_text(500), "", "database URL; SQLite under ALGOSTAGE_HOME when empty",
                 env_only=True, secret=True),
-    SettingSpec("ALGOSTAGE_LOG_MAX_MB", parse_int_in(1, 1024), "10", "size of a service log before rotation",
-                group="services"),
-    SettingSpec("ALGOSTAGE_LOG_BACKUPS", parse_int_in(0, 100), "5", "rotated service logs kept", group="services"),
+    SettingSpec("REDIS_URL", parse_text(500, r"(rediss?|unix)://\S+"), "",
+                "Redis for the state UI and API processes share (login throttle, result cache, live health); "
+                "embedded when empty", env_only=True, secret=True),
+    SettingSpec("ALGOSTAGE_GATEWAY_PORT", parse_int_in(1, 65535), "8080", "port of the nginx gateway (/ai/<service>/…)",
+                group="gateway"),
+    SettingSpec("ALGOSTAGE_GATEWAY_HOST", parse_text(100, r"[A-Za-z0-9.\-:]+"), "127.0.0.1",
+                "address the gateway listens on (0.0.0.0: every interface)", group="gateway"),
+    SettingSpec("ALGOSTAGE_GATEWAY_AUTH", parse_choice("keys", "open"), "keys",
+                "keys: every call through the gateway needs an API key; open: none does", group="gateway"),
+    SettingSpec("ALGOSTAGE_GATEWAY_RATE", parse_int_in(0, 100_000), "200",
+                "requests per second one API key may make through the gateway (0: no limit)", group="gateway"),
+    SettingSpec("ALGOSTAGE_GATEWAY_BURST", parse_int_in(0, 100_000), "100",
+                "requests over the rate a key may make at once before it gets 429", group="gateway"),
+    SettingSpec("ALGOSTAGE_API_PORT", parse_int_in(1, 65535), "8001", "port of the management API (/api/v1)",
+                group="api"),
+    SettingSpec("ALGOSTAGE_API_HOST", parse_text(100, r"[A-Za-z0-9.\-:]+"), "127.0.0.1",
+                "address the management API listens on (the gateway also routes /api/ to it)", group="api"),
+    SettingSpec("ALGOSTAGE_HEALTH_INTERVAL_S", parse_float_in(0.2, 600), "2",
+                "seconds between two active health checks of every replica", group="gateway"),
+    SettingSpec("ALGOSTAGE_HEALTH_TIMEOUT_S", parse_float_in(0.1, 60), "1",
+                "a replica whose /health does not answer within this is taken out of rotation", group="gateway"),
     SettingSpec("ALGOSTAGE_MAX_UPLOAD_MB", parse_size_mb, "200", "largest upload accepted", group="upload"),
     SettingSpec("ALGOSTAGE_ALLOW_REQUIREMENT_REDIRECTS", parse_bool, "false",
                 "accept requirements that redirect installs (index URLs, -e, paths, URLs)", group="upload"),
@@ -150,10 +82,6 @@ SPECS: dict[str, SettingSpec] = {s.key: s for s in [
     SettingSpec("ALGOSTAGE_PIP_PROXY", parse_text(500), "", "HTTP(S) proxy for package installs", group="build"),
     SettingSpec("ALGOSTAGE_PIP_CA_BUNDLE", parse_existing_file, "", "CA bundle for package installs",
                 group="build"),
-    SettingSpec("ALGOSTAGE_ENV_DIR", parse_text(500), "", "where environments are built and shared; "
-                "`$ALGOSTAGE_HOME/envs` when empty", env_only=True),
-    SettingSpec("ALGOSTAGE_DOCKER_BASE_IMAGE", parse_text(300), "algostage/base:bookworm",
-                "base image of generated Dockerfiles", group="build"),
     SettingSpec("MINIO_ENDPOINT", parse_host_port, "", "object storage endpoint; local objects when empty",
                 group="storage"),
     SettingSpec("MINIO_ACCESS_KEY", parse_text(200), "", "object storage access key", group="storage"),
@@ -167,9 +95,21 @@ SPECS: dict[str, SettingSpec] = {s.key: s for s in [
                 group="code"),
     SettingSpec("GITEA_REPO_PREFIX", parse_text(60, r"[A-Za-z0-9_.\-]*"), "algo-", "prefix of repository names",
                 group="code"),
-    SettingSpec("DOCKER_HOST", parse_url("unix", "tcp", "ssh", "http", "https"), "",
-                "container engine; the docker SDK's default when empty", group="services"),
-]}
+    # experiments (issue 12): parameter sweeps over labelled datasets
+    SettingSpec("ALGOSTAGE_SWEEP_CONFIRM_CALLS", parse_int_in(1, 10_000_000), "2000",
+                "a sweep of more calls (configurations x items) asks for confirmation first", group="experiments"),
+    SettingSpec("ALGOSTAGE_SWEEP_MAX_CONFIGS", parse_int_in(1, 10_000), "256",
+                "most parameter configurations in one sweep", group="experiments"),
+    SettingSpec("ALGOSTAGE_SWEEP_INFLIGHT", parse_int_in(1, 64), "2",
+                "calls a sweep keeps in flight per replica in rotation", group="experiments"),
+    SettingSpec("ALGOSTAGE_SWEEP_RECORD_EVERY", parse_int_in(1, 1_000_000), "50",
+                "a sweep records one call in this many in the call history", group="experiments"),
+    # cluster (issue 13): the registry the swarm runtime pushes images to and exports name them in
+    SettingSpec("ALGOSTAGE_SWARM_REGISTRY", parse_host_port, "127.0.0.1:5000",
+                "registry every node of the cluster pulls the platform's images from (host:port)", group="cluster"),
+]
+# The platform's settings, then those each runtime backend declares in its own module.
+SPECS: dict[str, SettingSpec] = {s.key: s for s in [*PLATFORM_SPECS, *registry.settings()]}
 
 
 class _EnvLayer(BaseSettings):
@@ -221,17 +161,20 @@ class HistoryEntry:
     changed_at: datetime
 
 
+UNKNOWN_SETTING = Message("setting.unknown", "unknown setting")
+
+
 def validate(key: str, raw: str) -> Any:
     """Parse `raw` for `key`; raises SettingError(field=key, reason) for unknown keys or bad values."""
     spec = SPECS.get(key)
     if spec is None:
-        raise SettingError([Problem(key, "unknown setting")])
+        raise SettingError([Problem(key, UNKNOWN_SETTING)])
     if raw == "" and spec.default == "":
         return ""
     try:
         return spec.parse(raw)
     except ValueError as e:
-        raise SettingError([Problem(key, str(e))]) from None
+        raise SettingError([Problem(key, reason_of(e))]) from None
 
 
 class SettingsStore:
@@ -243,69 +186,81 @@ class SettingsStore:
         self._secrets = secrets
         self._env = read_environment(os.environ if environ is None else environ)
 
-    def get(self, key: str) -> Resolved:
+    def get(self, actor: Actor, key: str) -> Resolved:
         """The effective value and where it came from. Unknown key: SettingError."""
+        require(actor, Action.MANAGE_SETTINGS)
+        return self._get(key)
+
+    def _get(self, key: str) -> Resolved:
         if key not in SPECS:
-            raise SettingError([Problem(key, "unknown setting")])
+            raise SettingError([Problem(key, UNKNOWN_SETTING)])
         with self._sessions() as s:
             row = s.get(Setting, key)
             return self._resolve(SPECS[key], row)
 
+    @internal("the platform's own wiring reads its configuration; interfaces use get/all")
     def value(self, key: str) -> Any:
-        return self.get(key).value
+        return self._get(key).value
 
-    def all(self) -> list[Resolved]:
+    def all(self, actor: Actor) -> list[Resolved]:
+        require(actor, Action.MANAGE_SETTINGS)
         with self._sessions() as s:
             rows = {r.key: r for r in s.scalars(select(Setting))}
         return [self._resolve(spec, rows.get(key)) for key, spec in SPECS.items()]
 
-    def set(self, key: str, raw: str, actor: str) -> Resolved:
+    def set(self, actor: Actor, key: str, raw: str) -> Resolved:
         """Validate and store in the database; refused for env-only keys. Returns the new effective value."""
+        require(actor, Action.MANAGE_SETTINGS)
         validate(key, raw)
         spec = SPECS[key]
         if spec.env_only:
-            raise SettingError([Problem(key, "can only be set in the environment")])
+            raise SettingError([Problem(key, Message("setting.env_only", "can only be set in the environment"))])
         stored = self._secrets.encrypt(raw) if spec.secret else raw
         with transaction(self._sessions) as s:
             row = s.get(Setting, key)
             old = row.value if row else None
             if row is None:
-                s.add(Setting(key=key, value=stored, is_secret=spec.secret, updated_by=actor))
+                s.add(Setting(key=key, value=stored, is_secret=spec.secret, updated_by=actor.username))
             else:
-                row.value, row.updated_by = stored, actor
-            s.add(SettingHistory(key=key, old_value=old, new_value=stored, is_secret=spec.secret, actor=actor))
-        return self.get(key)
+                row.value, row.updated_by = stored, actor.username
+            s.add(SettingHistory(key=key, old_value=old, new_value=stored, is_secret=spec.secret,
+                                 actor=actor.username))
+        return self._get(key)
 
-    def unset(self, key: str, actor: str) -> Resolved:
+    def unset(self, actor: Actor, key: str) -> Resolved:
         """Remove the database value (back to the default or the environment). No-op if not set."""
+        require(actor, Action.MANAGE_SETTINGS)
         validate(key, SPECS[key].default if key in SPECS else "")
         with transaction(self._sessions) as s:
             row = s.get(Setting, key)
             if row is not None:
                 s.add(SettingHistory(key=key, old_value=row.value, new_value=None,
-                                     is_secret=row.is_secret, actor=actor))
+                                     is_secret=row.is_secret, actor=actor.username))
                 s.execute(delete(Setting).where(Setting.key == key))
-        return self.get(key)
+        return self._get(key)
 
-    def history(self, key: str | None = None, limit: int = 200) -> list[HistoryEntry]:
+    def history(self, actor: Actor, key: str | None = None, limit: int = 200) -> list[HistoryEntry]:
         """Newest first; secret values are masked."""
+        require(actor, Action.MANAGE_SETTINGS)
         q = select(SettingHistory).order_by(SettingHistory.id.desc()).limit(limit)
         if key is not None:
             q = q.where(SettingHistory.key == key)
         with self._sessions() as s:
             return [self._entry(h) for h in s.scalars(q)]
 
-    def restore(self, history_id: int, actor: str) -> Resolved:
+    def restore(self, actor: Actor, history_id: int) -> Resolved:
         """Make the value recorded by history entry `history_id` (its new value) current again."""
+        require(actor, Action.MANAGE_SETTINGS)
         with self._sessions() as s:
             h = s.get(SettingHistory, history_id)
         if h is None:
-            raise SettingError([Problem("history", f"no history entry {history_id}")])
+            raise SettingError([Problem("history", Message("setting.no_history", "no history entry {id}", id=history_id))])
         if h.new_value is None:
-            return self.unset(h.key, actor)
+            return self.unset(actor, h.key)
         raw = self._secrets.decrypt(h.new_value) if h.is_secret else h.new_value
-        return self.set(h.key, raw, actor)
+        return self.set(actor, h.key, raw)
 
+    @internal("called by Platform.rotate_secret_key, which checks MANAGE_SETTINGS")
     def rotate_secrets(self, new_box: SecretBox) -> int:
         """Re-encrypt every stored secret (current and history) with `new_box`'s newest key."""
         count = 0

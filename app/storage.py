@@ -2,6 +2,7 @@
 through the minio SDK when configured. Same bucket/key layout on both."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import mimetypes
@@ -11,17 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
+from app.errors import AlgoStageError, Message
 
 DEMO_BUCKET = "demo-media"
 RESULTS_BUCKET = "results"
 KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-/ ()]{0,400}")
 
 
-class StorageError(Exception):
+class StorageError(AlgoStageError):
     """An object operation failed; the message is fit to show a user."""
+    code = "storage"
 
 
 class ObjectNotFound(StorageError):
+    code = "object_not_found"
     pass
 
 
@@ -33,6 +37,10 @@ class ObjectInfo:
     content_type: str
     modified: datetime
     etag: str = ""
+
+
+def _no_object(bucket: str, key: str) -> Message:
+    return Message("storage.missing", "{object} does not exist", object=f"{bucket}/{key}")
 
 
 def check_key(key: str) -> str:
@@ -67,17 +75,23 @@ class LocalObjectStore:
         return self.root / check_key(bucket) / check_key(key)
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
+        """Stores the object whole or not at all: StorageError ("disk full: …" when the disk is) and
+        no trace of the attempt when it cannot be written."""
         path = self._path(bucket, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(_write_failed(e, f"{bucket}/{key}", len(data))) from e
         return self._info(bucket, key, path)
 
     def get(self, bucket: str, key: str) -> bytes:
         path = self._path(bucket, key)
         if not path.is_file():
-            raise ObjectNotFound(f"{bucket}/{key} does not exist")
+            raise ObjectNotFound(_no_object(bucket, key))
         return path.read_bytes()
 
     def stat(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -102,6 +116,12 @@ class LocalObjectStore:
                           datetime.fromtimestamp(st.st_mtime, timezone.utc), f"{st.st_size:x}-{int(st.st_mtime)}")
 
 
+def _write_failed(error: OSError, name: str, size: int) -> str:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full: the object store has no room for {name} ({size:,} bytes); nothing was stored"
+    return f"{name} could not be stored: {error.strerror or error}"
+
+
 class MinioObjectStore:
     """Objects in MinIO or any S3 endpoint through the minio client (buckets created on demand)."""
     kind = "minio"
@@ -120,13 +140,22 @@ class MinioObjectStore:
                 if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise StorageError(f"bucket {bucket}: {e.code}") from e
             except Exception as e:  # noqa: BLE001 - urllib3 errors when the endpoint is down
-                raise StorageError(f"object storage is not reachable: {e}") from e
+                raise StorageError(Message("storage.unreachable", "object storage is not reachable: {error}",
+                                           error=str(e))) from e
             self._buckets.add(bucket)
         return bucket
 
     def put(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
-        self._client.put_object(self._bucket(bucket), check_key(key), io.BytesIO(data), len(data),
-                                content_type=content_type or guess_type(key))
+        from minio.error import S3Error
+        try:
+            self._client.put_object(self._bucket(bucket), check_key(key), io.BytesIO(data), len(data),
+                                    content_type=content_type or guess_type(key))
+        except S3Error as e:   # an upload MinIO refuses is not stored at all
+            full = e.code == "XMinioStorageFull"
+            raise StorageError(Message("storage.full", "disk full: the object store has no room for {object} ({size:,} bytes)",
+                                       object=f"{bucket}/{key}", size=len(data))
+                               if full else Message("storage.not_stored", "{object} could not be stored: {code}",
+                                                    object=f"{bucket}/{key}", code=e.code)) from e
         info = self.stat(bucket, key)
         assert info is not None
         return info
@@ -137,7 +166,7 @@ class MinioObjectStore:
             resp = self._client.get_object(self._bucket(bucket), check_key(key))
         except S3Error as e:
             if e.code == "NoSuchKey":
-                raise ObjectNotFound(f"{bucket}/{key} does not exist") from e
+                raise ObjectNotFound(_no_object(bucket, key)) from e
             raise StorageError(f"{bucket}/{key}: {e.code}") from e
         try:
             return resp.read()

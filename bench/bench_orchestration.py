@@ -50,7 +50,7 @@ from app.auth import Actor, Role  # noqa: E402
 from app.db import transaction  # noqa: E402
 from app.models import Algorithm, AlgorithmService, AlgorithmVersion, ServiceReplica  # noqa: E402
 from app.platform import Platform  # noqa: E402
-from orchestration.deployer import DeployRequest  # noqa: E402
+from app.services.deployer import DeployRequest  # noqa: E402
 from orchestration.runtime import ReplicaSpec, ServiceState, replica_name  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "algorithms"
@@ -178,22 +178,19 @@ def add_services(p: Platform, count: int, kind: str, work: Path) -> list[str]:
                            .order_by(AlgorithmVersion.number.desc()))
         algo_id, version_id = algo.id, version.id
     package = p.deployer.export("hello", version)
-    python = str(p.deployer._builder.ensure(package).python)
     names = []
     for i in range(count):
         service = f"{kind}-{i:03d}"
         name = replica_name(service, 1)
         port = p.ports.reserve(name)
-        command = [python, "-m", "orchestration.runner", "--package", str(package), "--port", str(port)] \
-            if kind == "runner" else \
-            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(work), str(port)]
-        env = {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-        runtime.deploy(ReplicaSpec(service, 1, "v1", "bench", package if kind == "runner" else work, port, command,
-                                   env), lambda line: None)
+        server = None if kind == "runner" else f"{sys.executable} -m http.server --bind $HOST --directory {work} $PORT"
+        endpoint = runtime.deploy(ReplicaSpec(service, 1, "v1", "bench", package, port, server=server),
+                                  lambda line: None)
         with transaction(p.sessions) as s:
             svc = AlgorithmService(name=service, algorithm_id=algo_id, version_id=version_id, runtime="supervisor",
                                    created_by="bench")
-            svc.replica_rows.append(ServiceReplica(version_id=version_id, index=1, backend_name=name, port=port))
+            svc.replica_rows.append(ServiceReplica(version_id=version_id, index=1, backend_name=name, port=port,
+                                                   endpoint=endpoint.url))
             s.add(svc)
         names.append(service)
     return names
@@ -231,8 +228,8 @@ def bench_status(p: Platform, count: int, kind: str, reads: int) -> dict:
         first_ms = (time.perf_counter() - t0) * 1000
         listed, views = timed(lambda: manager.list(ADMIN), reads)
         bare, _ = timed(lambda: manager.list(ADMIN, resources=False), reads)
-        both, health = timed(lambda: manager.health(manager.list(ADMIN)), reads)
-        probes, _ = timed(lambda: manager.health(views), reads)
+        both, health = timed(lambda: manager.health(ADMIN, manager.list(ADMIN)), reads)
+        probes, _ = timed(lambda: manager.health(ADMIN, views), reads)
         running = sum(v.state is ServiceState.RUNNING for v in views)
         memory = sum(r.memory_mb or 0 for v in views for r in v.replicas)
         ready_count = sum(h.ready for h in health.values())

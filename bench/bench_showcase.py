@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from app import demo  # noqa: E402
 from app.auth import Actor, Role  # noqa: E402
 from app.platform import Platform  # noqa: E402
-from app.showcase import InputRef  # noqa: E402
+from app.showcase.inputs import InputRef  # noqa: E402
 from app.storage import DEMO_BUCKET  # noqa: E402
 
 ADMIN = Actor("bench", Role.ADMIN)

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app import media  # noqa: E402
-from app.showcase import Column, VideoResult  # noqa: E402
-from app.video_compare import compare_results  # noqa: E402
+from app.showcase.runs import Column  # noqa: E402
+from app.showcase.video import VideoResult  # noqa: E402
+from app.showcase.video_compare import compare_results  # noqa: E402
 
 PACKAGE = ROOT / "demo_data" / "algorithms" / "face-detect"
 VIDEO = ROOT / "demo_data" / "media" / "Megamind.avi"

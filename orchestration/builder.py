@@ -9,6 +9,7 @@ kept in `envs/<key>.log`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -16,12 +17,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import Any
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.locks import file_lock
-from orchestration.errors import DeployError
+from orchestration.locks import file_lock
+from orchestration.errors import DeployError, Message
 
 RUNNER_REQUIREMENTS = Path(__file__).with_name("runner") / "requirements.txt"
 
@@ -42,6 +44,12 @@ class BuildOptions:
         if self.ca_bundle:
             env["SSL_CERT_FILE"] = env["PIP_CERT"] = env["REQUESTS_CA_BUNDLE"] = self.ca_bundle
         return env
+
+
+def build_options(setting: Callable[[str], Any]) -> BuildOptions:
+    """Index, proxy and CA bundle from the platform's settings (they apply to every backend's builds)."""
+    return BuildOptions(setting("ALGOSTAGE_PIP_INDEX_URL"), setting("ALGOSTAGE_PIP_PROXY"),
+                        setting("ALGOSTAGE_PIP_CA_BUNDLE"))
 
 
 @dataclass(frozen=True)
@@ -75,10 +83,15 @@ class EnvironmentBuilder:
         self.options = options
         self.runner_requirements = runner_requirements
 
-    def python_version(self) -> str:
+    @functools.cached_property
+    def _python_version(self) -> str:
         out = subprocess.run([self.python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
                              capture_output=True, text=True, check=True)
         return out.stdout.strip()
+
+    def python_version(self) -> str:
+        """The version of the interpreter environments are made from (asked once per builder)."""
+        return self._python_version
 
     def key_for(self, package_dir: Path) -> str:
         req = package_dir / "requirements.txt"
@@ -138,7 +151,7 @@ class EnvironmentBuilder:
             sink(f"environment {key} ready")
         except DeployError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise DeployError(str(e), phase="build", log="\n".join(lines)) from None
+            raise DeployError(e.message, phase="build", log="\n".join(lines)) from None
         finally:
             log_path.write_text("\n".join(lines) + "\n")
 
@@ -150,7 +163,8 @@ class EnvironmentBuilder:
         for line in proc.stdout:
             sink(line.rstrip("\n"))
         if proc.wait() != 0:
-            raise DeployError(f"environment build failed: {' '.join(argv[:3])} exited with {proc.returncode}")
+            raise DeployError(Message("env.build_failed", "environment build failed: {command} exited with {code}",
+                                      command=" ".join(argv[:3]), code=proc.returncode))
 
     @staticmethod
     def _fix_paths(old: Path, new: Path) -> None:

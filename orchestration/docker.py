@@ -13,8 +13,7 @@ Images are tagged `algostage/<service>:<version>-<requirements hash[:12]>`.
   to pip as build arguments; the CA bundle is copied into the build context.
 
 Containers listen on 0.0.0.0 inside their own network namespace on port `spec.port`, published on
-127.0.0.1:`spec.port`, so a manifest `server` command whose `$PORT` the deployer already filled in
-runs unchanged. States: running → RUNNING, restarting → BACKOFF, dead → FATAL, created/paused →
+`spec.host`:`spec.port` of the host (127.0.0.1 by default); the replica's Endpoint is that address. States: running → RUNNING, restarting → BACKOFF, dead → FATAL, created/paused →
 STOPPED, exited → STOPPED when it exited 0 or by the stop signal (137/143), EXITED otherwise.
 """
 from __future__ import annotations
@@ -24,8 +23,10 @@ import io
 import os
 import re
 import tarfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,9 +37,11 @@ import requests.exceptions
 from docker.models.containers import Container
 from docker.utils.build import exclude_paths
 
-from orchestration.builder import BuildOptions
-from orchestration.errors import BackendUnavailable, DeployError, NotFound, OrchestrationError
-from orchestration.runtime import NAME_PREFIX, LogSink, ReplicaSpec, ReplicaStatus, ServiceState, register
+from orchestration.builder import BuildOptions, build_options
+from orchestration.errors import BackendUnavailable, DeployError, Message, NotFound, OrchestrationError
+from orchestration.registry import RuntimeContext
+from orchestration.runtime import (NAME_PREFIX, Endpoint, LogSink, ReplicaSpec, ReplicaStatus, ServiceState, Usage,
+                                   server_argv)
 
 DEFAULT_BASE_IMAGE = "algostage/base:bookworm"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -145,45 +148,32 @@ def ca_bundle_path(options: BuildOptions, environ: Mapping[str, str] = os.enviro
     return None
 
 
-def is_runner_command(command: list[str]) -> bool:
-    return len(command) >= 3 and command[1:3] == ["-m", "orchestration.runner"]
+CONTAINER_HOST = "0.0.0.0"           # inside its own network namespace a replica listens everywhere
 
 
 def container_command(spec: ReplicaSpec, own_dockerfile: bool) -> list[str] | None:
-    """The argv inside the container; None means the image's own CMD."""
-    if is_runner_command(spec.command):
-        if own_dockerfile:
-            return None
-        return ["python", "-m", "orchestration.runner", "--package", PACKAGE_DIR,
-                "--port", str(spec.port), "--host", "0.0.0.0"]
-    return _translate_args(spec.command, _host_dir(spec))
+    """The argv inside the container: the package's own server command, the runner on the package
+    (generated image), or None for the image's own CMD (a package Dockerfile without `server`)."""
+    if spec.server:
+        return server_argv(spec.server, spec.port, CONTAINER_HOST)
+    if own_dockerfile:
+        return None
+    return ["python", "-m", "orchestration.runner", "--package", PACKAGE_DIR,
+            "--port", str(spec.port), "--host", CONTAINER_HOST]
 
 
 def container_env(spec: ReplicaSpec, own_dockerfile: bool) -> dict[str, str]:
-    """spec.env with host paths replaced by container paths; PORT and HOST for the server."""
-    host_dir = _host_dir(spec)
-    env = {k: v.replace(host_dir, PACKAGE_DIR) if host_dir else v for k, v in spec.env.items()
-           if k not in ("PATH", "PYTHONPATH", "VIRTUAL_ENV")}
+    """spec.env, PORT and HOST for the server, and the generated image's paths."""
+    env = dict(spec.env)
     if not own_dockerfile:
         env.update(PYTHONPATH=CODE_DIR, PATH=CONTAINER_PATH, VIRTUAL_ENV=VENV_DIR)
-    env.update(PORT=str(spec.port), HOST="0.0.0.0")
+    env.update(PORT=str(spec.port), HOST=CONTAINER_HOST, PYTHONUNBUFFERED="1")
     return env
 
 
-def _host_dir(spec: ReplicaSpec) -> str:
-    """The package's host path, which stands for PACKAGE_DIR in commands and env ("" if relative)."""
-    return str(spec.package_dir) if spec.package_dir.is_absolute() else ""
-
-
-def _translate_args(args: list[str], host_dir: str) -> list[str]:
-    out: list[str] = []
-    for i, arg in enumerate(args):
-        if i > 0 and args[i - 1] == "--host":
-            arg = "0.0.0.0"
-        elif arg.startswith("--host="):
-            arg = "--host=0.0.0.0"
-        out.append(arg.replace(host_dir, PACKAGE_DIR) if host_dir else arg)
-    return out
+def published_address(spec: ReplicaSpec) -> str:
+    """The host address the container's port is published on: `spec.host`, every address for 0.0.0.0."""
+    return "" if spec.host in ("0.0.0.0", "") else spec.host
 
 
 def _read(path: Path) -> bytes:
@@ -217,7 +207,13 @@ def _add_tree(tar: tarfile.TarFile, root: Path, prefix: str, ignore: list[str]) 
 
 # --- the runtime ---------------------------------------------------------------------------------
 
-@register("docker")
+def create(ctx: RuntimeContext) -> DockerRuntime:
+    """The platform's docker runtime (orchestration.registry). Never fails: the engine is contacted on first use."""
+    return DockerRuntime(docker_host=ctx.setting("DOCKER_HOST"),
+                         base_image=ctx.setting("ALGOSTAGE_DOCKER_BASE_IMAGE") or DEFAULT_BASE_IMAGE,
+                         build_options=build_options(ctx.setting))
+
+
 class DockerRuntime:
     name = "docker"
 
@@ -239,28 +235,54 @@ class DockerRuntime:
         self.stop_timeout = stop_timeout
         self.build_timeout = build_timeout
         self.environ = environ
+        self._cpu_seen: dict[str, tuple[int, float]] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def deploy(self, spec: ReplicaSpec, log: LogSink) -> None:
+    def build(self, spec: ReplicaSpec, log: LogSink) -> bool:
+        """The image of `spec`'s version (tagged by version and requirements hash); built only if
+        the engine does not have it. Returns whether it was built."""
         tag = image_tag(spec, self.runner_dir)
-        context = build_context(spec.package_dir, self.base_image, runner_dir=self.runner_dir,
-                                ca_bundle=ca_bundle_path(self.build_options, self.environ),
-                                arg_names=build_args(self.build_options, self.environ))
+        if self._has_image(tag):
+            log(f"image {tag} reused")
+            return False
+        context = self.context_for(spec)
         log(f"building image {tag} ({'package Dockerfile' if context.own_dockerfile else 'generated Dockerfile'}"
             f" FROM {self.base_image if not context.own_dockerfile else 'the package'})")
-        self.build(context, tag, log)
+        self.build_image(context, tag, log)
+        return True
+
+    def deploy(self, spec: ReplicaSpec, log: LogSink) -> Endpoint:
+        tag = image_tag(spec, self.runner_dir)
+        if not self._has_image(tag):
+            self.build(spec, log)
+        own_dockerfile = (spec.package_dir / "Dockerfile").is_file()
         self.remove(spec.name)
         with self._engine(f"{spec.name} could not be created"):
             try:
-                container = self.client.containers.create(tag, **self._create_args(spec, context.own_dockerfile))
+                container = self.client.containers.create(tag, **self._create_args(spec, own_dockerfile))
                 container.start()
             except docker.errors.APIError as e:
-                raise DeployError(f"{spec.name} did not start: {_explain(e)}", phase="start",
+                raise DeployError(did_not_start(spec.name, _explain(e)), phase="start",
                                   log=self.logs(spec.name, 50, "stderr")) from e
-        log(f"{spec.name}: container {container.short_id} started, 127.0.0.1:{spec.port} -> {spec.port}/tcp")
+        endpoint = Endpoint.bound(spec.host, spec.port)
+        log(f"{spec.name}: container {container.short_id} started, {endpoint.url} -> {spec.port}/tcp")
+        return endpoint
 
-    def build(self, context: BuildContext, tag: str, log: LogSink) -> str:
+    def context_for(self, spec: ReplicaSpec) -> BuildContext:
+        return build_context(spec.package_dir, self.base_image, runner_dir=self.runner_dir,
+                             ca_bundle=ca_bundle_path(self.build_options, self.environ),
+                             arg_names=build_args(self.build_options, self.environ))
+
+    def _has_image(self, tag: str) -> bool:
+        with self._engine(f"image {tag} could not be inspected"):
+            try:
+                self.client.images.get(tag)
+                return True
+            except docker.errors.ImageNotFound:
+                return False
+
+    def build_image(self, context: BuildContext, tag: str, log: LogSink) -> str:
         """Build `context` as `tag`, streaming the output to `log` line by line; returns the tag.
         A failed build raises DeployError(phase="build") carrying the build log."""
         lines: list[str] = []
@@ -276,9 +298,9 @@ class DockerRuntime:
                     buildargs=build_args(self.build_options, self.environ))
                 error = _stream_build(chunks, sink)
             except docker.errors.APIError as e:
-                raise DeployError(f"image build failed: {_explain(e)}", phase="build", log="\n".join(lines)) from e
+                raise DeployError(build_failed(_explain(e)), phase="build", log="\n".join(lines)) from e
         if error:
-            raise DeployError(f"image build failed: {error}", phase="build", log="\n".join(lines))
+            raise DeployError(build_failed(error), phase="build", log="\n".join(lines))
         return tag
 
     def start(self, name: str) -> None:
@@ -330,6 +352,38 @@ class DockerRuntime:
                 return ""
         return data.decode(errors="replace").rstrip("\n")
 
+    def usage(self, statuses: Iterable[ReplicaStatus]) -> dict[str, Usage]:
+        """Memory and CPU of each running container, from one stats snapshot each (asked in
+        parallel); CPU is the share of one CPU since the previous snapshot of the same container."""
+        running = [st for st in statuses if st.state.is_up and st.container_id]
+        if not running:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(8, len(running))) as pool:
+            found = list(pool.map(self._usage_of, running))
+        return {st.name: u for st, u in zip(running, found) if u is not None}
+
+    def _usage_of(self, st: ReplicaStatus) -> Usage | None:
+        try:
+            stats = self.client.api.stats(st.container_id, stream=False, one_shot=True)
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OrchestrationError):
+            return None
+        memory = (stats.get("memory_stats") or {}).get("usage")
+        cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+        now = time.monotonic()
+        previous = self._cpu_seen.get(st.container_id)
+        if cpu_ns is not None:
+            self._cpu_seen[st.container_id] = (cpu_ns, now)
+        cpu = None
+        if previous and cpu_ns is not None and now > previous[1]:
+            cpu = max(0.0, (cpu_ns - previous[0]) / 1e9 / (now - previous[1]) * 100)
+        return Usage(cpu, memory / 2**20 if memory else None)
+
+    def check(self) -> str:
+        with self._engine("the container engine did not answer"):
+            version = self.client.version()
+        product = next((c.get("Name") for c in version.get("Components", []) if c.get("Name")), "engine")
+        return f"{product} {version.get('Version', '?')} at {self.docker_host}"
+
     # --- internals ------------------------------------------------------------------------------
 
     @property
@@ -346,28 +400,19 @@ class DockerRuntime:
         return docker.DockerClient(base_url=self.docker_host, timeout=60)
 
     def _unavailable(self, e: Exception) -> BackendUnavailable:
-        return BackendUnavailable(f"container engine at {self.docker_host} is not reachable: {_explain(e)}")
+        return BackendUnavailable(Message("engine.unreachable", "container engine at {host} is not reachable: {why}",
+                                          host=self.docker_host, why=why_unreachable(e)),
+                                  hint=Message("engine.unreachable.hint",
+                                               "start it (scripts/container-engine.sh sets one up) or set DOCKER_HOST"))
 
-    @contextmanager
-    def _engine(self, what: str) -> Iterator[None]:
-        """Translate the SDK's errors: connection problems → BackendUnavailable, 404 → NotFound,
-        other API errors → OrchestrationError with `what`."""
-        try:
-            yield
-        except docker.errors.NotFound as e:
-            raise NotFound(f"{what}: {_explain(e)}") from e
-        except docker.errors.APIError as e:
-            raise OrchestrationError(f"{what}: {_explain(e)}") from e
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-            raise self._unavailable(e) from e
-        except docker.errors.DockerException as e:
-            raise OrchestrationError(f"{what}: {e}") from e
+    def _engine(self, what: str) -> AbstractContextManager[None]:
+        return engine_errors(what, self._unavailable)
 
     def _get(self, name: str) -> Container:
         try:
             return self.client.containers.get(name)
         except docker.errors.NotFound as e:
-            raise NotFound(f"{name} is not deployed") from e
+            raise NotFound(not_deployed(name)) from e
 
     def _create_args(self, spec: ReplicaSpec, own_dockerfile: bool) -> dict:
         policy = {"Name": self.restart_policy}
@@ -375,7 +420,8 @@ class DockerRuntime:
             policy["MaximumRetryCount"] = self.max_restarts
         args = dict(
             name=spec.name, command=container_command(spec, own_dockerfile), detach=True, init=True,
-            environment=container_env(spec, own_dockerfile), ports={f"{spec.port}/tcp": ("127.0.0.1", spec.port)},
+            environment=container_env(spec, own_dockerfile),
+            ports={f"{spec.port}/tcp": (published_address(spec), spec.port)},
             restart_policy=policy if spec.autorestart else {"Name": "no"},
             labels={f"{LABEL}.service": spec.service, f"{LABEL}.replica": str(spec.index),
                     f"{LABEL}.version": spec.version, f"{LABEL}.commit": spec.commit, f"{LABEL}.managed": "true"})
@@ -398,7 +444,7 @@ class DockerRuntime:
         if state.get("OOMKilled"):
             message += " (out of memory)"
         return ReplicaStatus(container.name, mapped, pid=state.get("Pid") or None, container_id=container.id,
-                             started_at=_epoch(state.get("StartedAt")) if mapped.is_up else None,
+                             started_at=epoch(state.get("StartedAt")) if mapped.is_up else None,
                              message=message, labels=dict(container.labels))
 
 
@@ -428,7 +474,7 @@ def _stream_build(chunks: Iterator[dict], sink: LogSink) -> str:
     return ""
 
 
-def _epoch(timestamp: str | None) -> float | None:
+def epoch(timestamp: str | None) -> float | None:
     """RFC 3339 with nanoseconds ('2024-05-01T12:00:00.123456789Z') → epoch seconds; None if unset."""
     if not timestamp or timestamp.startswith("0001-"):
         return None
@@ -439,13 +485,48 @@ def _epoch(timestamp: str | None) -> float | None:
         return None
 
 
+def not_deployed(name: str) -> Message:
+    return Message("replica.not_deployed", "{name} is not deployed", name=name)
+
+
+def did_not_start(name: str, error: object) -> Message:
+    return Message("replica.did_not_start", "{name} did not start: {error}", name=name, error=str(error))
+
+
+def build_failed(error: object) -> Message:
+    return Message("image.build_failed", "image build failed: {error}", error=str(error))
+
+
+def why_unreachable(e: Exception) -> str:
+    """In a user's words why the engine did not answer, not the HTTP library's tuple of exceptions."""
+    text = str(e)
+    for needle, reason in (("No such file", Message("engine.no_socket", "nothing listens at that socket")),
+                           ("Connection refused", Message("engine.refused", "connection refused")),
+                           ("Permission denied", Message("engine.permission", "permission denied on its socket")),
+                           ("timed out", Message("engine.timeout", "it did not answer in time")),
+                           ("Name or service not known", Message("engine.unknown_host", "unknown host"))):
+        if needle in text:
+            return reason
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+@contextmanager
+def engine_errors(what: str, unavailable: Callable[[Exception], BackendUnavailable]) -> Iterator[None]:
+    """Translate the Docker SDK's errors (the docker and swarm runtimes): connection problems →
+    `unavailable(e)`, 404 → NotFound, other API errors → OrchestrationError with `what`."""
+    try:
+        yield
+    except docker.errors.NotFound as e:
+        raise NotFound(Message("engine.failed", "{what}: {error}", what=what, error=_explain(e))) from e
+    except docker.errors.APIError as e:
+        raise OrchestrationError(Message("engine.failed", "{what}: {error}", what=what, error=_explain(e))) from e
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+        raise unavailable(e) from e
+    except docker.errors.DockerException as e:
+        raise OrchestrationError(Message("engine.failed", "{what}: {error}", what=what, error=str(e))) from e
+
+
 def _explain(e: Exception) -> str:
     if isinstance(e, docker.errors.APIError):
         return str(e.explanation or e)
     return str(e)
-
-
-def docker_runtime(docker_host: str, base_image: str, build_options: BuildOptions) -> DockerRuntime:
-    """The platform's docker runtime (app/platform.py). Never fails: the engine is contacted on first use."""
-    return DockerRuntime(docker_host=docker_host, base_image=base_image or DEFAULT_BASE_IMAGE,
-                         build_options=build_options)

@@ -1,60 +1,99 @@
 """The supervisor runtime: each replica is a program `algo-{slug}-{n}` in its own include file
-of the platform's supervisord, changed only through XML-RPC. See orchestration/runtime.py for
-the contract every backend honours."""
+of the platform's supervisord, changed only through XML-RPC, running in the virtual environment
+of its requirements (built once and shared, orchestration/builder.py). See
+orchestration/runtime.py for the contract every backend honours.
+
+A replica runs the runner from this checkout (`python -m orchestration.runner` with this
+repository on PYTHONPATH), or the package's own `server` command, in the package's directory,
+bound to `spec.host`:`spec.port`; its Endpoint is that address (loopback for 0.0.0.0).
+"""
 from __future__ import annotations
 
 import json
 import os
 import shlex
-import sys
 import xmlrpc.client
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 
+import psutil
 from supervisor.xmlrpc import Faults
 
-from orchestration.errors import BackendUnavailable, DeployError, NotFound, OrchestrationError
-from orchestration.runtime import NAME_PREFIX, LogSink, ReplicaSpec, ReplicaStatus, ServiceState, register
+from orchestration.builder import EnvironmentBuilder, build_options
+from orchestration.errors import BackendUnavailable, DeployError, Message, NotFound, OrchestrationError
+from orchestration.registry import RuntimeContext
+from orchestration.runtime import (NAME_PREFIX, Endpoint, LogSink, ReplicaSpec, ReplicaStatus, ServiceState, Usage,
+                                   server_argv)
 from orchestration.supervisord import Program, SupervisorDaemon
 
-EXEC_ENV = Path(__file__).with_name("exec_env.py")
+CODE_ROOT = Path(__file__).resolve().parent.parent   # holds orchestration/runner: the runner's PYTHONPATH
 
 
-@register("supervisor")
+def create(ctx: RuntimeContext) -> SupervisorRuntime:
+    """The platform's supervisor runtime (orchestration.registry)."""
+    env_dir = ctx.setting("ALGOSTAGE_ENV_DIR")
+    builder = EnvironmentBuilder(Path(env_dir) if env_dir else ctx.home / "envs", options=build_options(ctx.setting))
+    return SupervisorRuntime(SupervisorDaemon(ctx.home), builder, log_max_mb=ctx.setting("ALGOSTAGE_LOG_MAX_MB"),
+                             log_backups=ctx.setting("ALGOSTAGE_LOG_BACKUPS"))
+
+
 class SupervisorRuntime:
     name = "supervisor"
 
-    def __init__(self, daemon: SupervisorDaemon, *, log_max_mb: int = 10, log_backups: int = 5,
-                 startsecs: int = 1) -> None:
+    def __init__(self, daemon: SupervisorDaemon, builder: EnvironmentBuilder, *, log_max_mb: int = 10,
+                 log_backups: int = 5, startsecs: int = 1) -> None:
         self.daemon = daemon
+        self.builder = builder
         self.log_max_mb = log_max_mb
         self.log_backups = log_backups
         self.startsecs = startsecs
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def deploy(self, spec: ReplicaSpec, log: LogSink) -> None:
+    def build(self, spec: ReplicaSpec, log: LogSink) -> bool:
+        """The virtual environment of the package's requirements, built only if none matches."""
+        return self.builder.ensure(spec.package_dir, log).built
+
+    def deploy(self, spec: ReplicaSpec, log: LogSink) -> Endpoint:
+        python = self.builder.ensure(spec.package_dir, log).python
         self.daemon.start()
-        env_file = self._write_env(spec.name, {**spec.env, "PORT": str(spec.port)})
-        command = [sys.executable, str(EXEC_ENV), str(env_file), "--", *spec.command]
+        env_file = self._write_env(spec.name, self.environment(spec, python))
         program = Program(
-            spec.name, shlex.join(command), spec.package_dir, {},
+            spec.name, shlex.join(self.argv(spec, python)), spec.package_dir, {},
             self.log_path(spec.name, "stdout"), self.log_path(spec.name, "stderr"),
             autorestart=spec.autorestart, autostart=False, startsecs=self.startsecs,
-            log_max_mb=self.log_max_mb, log_backups=self.log_backups)
+            log_max_mb=self.log_max_mb, log_backups=self.log_backups, env_file=env_file)
         self._stop_quietly(spec.name)
         self.daemon.put_program(program)
         try:
             self.daemon.update()
             self._call("startProcess", spec.name, False)
         except OrchestrationError as e:
-            raise DeployError(f"{spec.name} did not start: {e}", phase="start",
+            raise DeployError(Message("replica.did_not_start", "{name} did not start: {error}", name=spec.name, error=e.message),
+                              phase="start",
                               log=self.logs(spec.name, 50, "stderr")) from e
-        log(f"{spec.name}: program started by supervisord on port {spec.port}")
+        endpoint = Endpoint.bound(spec.host, spec.port)
+        log(f"{spec.name}: program started by supervisord, answering at {endpoint.url}")
+        return endpoint
+
+    @staticmethod
+    def argv(spec: ReplicaSpec, python: Path) -> list[str]:
+        """The runner on the package in `python`'s environment, or the package's own server."""
+        if spec.server:
+            return server_argv(spec.server, spec.port, spec.host)
+        return [str(python), "-m", "orchestration.runner", "--package", str(spec.package_dir),
+                "--port", str(spec.port), "--host", spec.host]
+
+    @staticmethod
+    def environment(spec: ReplicaSpec, python: Path) -> dict[str, str]:
+        return {**spec.env, "PORT": str(spec.port), "HOST": spec.host, "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": str(CODE_ROOT), "VIRTUAL_ENV": str(python.parent.parent),
+                "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
     def start(self, name: str) -> None:
         if not self.daemon.program_file(name).exists():
-            raise NotFound(f"{name} is not deployed")
+            raise NotFound(_not_deployed(name))
         self.daemon.start()
         if not self._known(name):
             self.daemon.update()
@@ -62,14 +101,15 @@ class SupervisorRuntime:
             self._call("startProcess", name, False)
         except _Fault as e:
             if e.code != Faults.ALREADY_STARTED:
-                raise OrchestrationError(f"{name} did not start: {e.text}") from e
+                raise OrchestrationError(Message("replica.did_not_start", "{name} did not start: {error}", name=name,
+                                                 error=e.text)) from e
 
     def stop(self, name: str) -> None:
         self._stop_quietly(name)
 
     def restart(self, name: str) -> None:
         if not self.daemon.program_file(name).exists():
-            raise NotFound(f"{name} is not deployed")
+            raise NotFound(_not_deployed(name))
         self.stop(name)
         self.start(name)
 
@@ -106,6 +146,23 @@ class SupervisorRuntime:
 
     def logs(self, name: str, lines: int = 200, stream: str = "stdout") -> str:
         return tail(self.log_path(name, stream), lines)
+
+    def usage(self, statuses: Iterable[ReplicaStatus]) -> dict[str, Usage]:
+        """CPU (percent since the previous call for the same pid) and resident memory of each
+        running replica's process (the exec wrapper replaces itself with the program: one pid)."""
+        out = {}
+        for st in statuses:
+            if st.pid and st.state.is_up:
+                usage = _process_usage(st.pid)
+                if usage is not None:
+                    out[st.name] = usage
+        return out
+
+    def check(self) -> str:
+        if not self.daemon.is_running():
+            raise BackendUnavailable(Message("supervisord.not_running", "supervisord of {home} is not running",
+                                             home=str(self.daemon.home)))
+        return f"supervisord pid {self.daemon.pid()}"
 
     def log_path(self, name: str, stream: str) -> Path:
         if stream not in ("stdout", "stderr"):
@@ -147,7 +204,8 @@ class SupervisorRuntime:
             self._call("stopProcess", name, True)
         except _Fault as e:
             if e.code not in (Faults.BAD_NAME, Faults.NOT_RUNNING):
-                raise OrchestrationError(f"{name} did not stop: {e.text}") from e
+                raise OrchestrationError(Message("replica.did_not_stop", "{name} did not stop: {error}", name=name,
+                                                 error=e.text)) from e
 
     def _call(self, method: str, *args: object):  # noqa: ANN202 - XML-RPC result
         try:
@@ -155,7 +213,21 @@ class SupervisorRuntime:
         except xmlrpc.client.Fault as e:
             raise _Fault(e.faultCode, e.faultString) from e
         except OSError as e:
-            raise BackendUnavailable(f"supervisord of {self.daemon.home} is not reachable: {e}") from e
+            raise BackendUnavailable(Message("supervisord.unreachable", "supervisord of {home} is not reachable: {error}",
+                                             home=str(self.daemon.home), error=str(e))) from e
+
+
+_PROCS: dict[int, psutil.Process] = {}
+
+
+def _process_usage(pid: int) -> Usage | None:
+    try:
+        proc = _PROCS.get(pid) or _PROCS.setdefault(pid, psutil.Process(pid))
+        with proc.oneshot():
+            return Usage(proc.cpu_percent(None), proc.memory_info().rss / 2**20)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        _PROCS.pop(pid, None)
+        return None
 
 
 class _Fault(OrchestrationError):
@@ -180,3 +252,7 @@ def tail(path: Path, lines: int) -> str:
             f.seek(size)
             data = f.read(step) + data
     return b"\n".join(deque(data.splitlines(), maxlen=lines)).decode(errors="replace")
+
+
+def _not_deployed(name: str) -> Message:
+    return Message("replica.not_deployed", "{name} is not deployed", name=name)

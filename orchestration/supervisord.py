@@ -3,29 +3,38 @@
 Never the system supervisord. Programs live in one include file each under
 `supervisor/conf.d/`; changes are applied with the `supervisorctl update` sequence over
 XML-RPC (`reloadConfig` → `removeProcessGroup` / `addProcessGroup`), never by shelling out.
+
+Every program runs behind the exec wrapper (orchestration/exec_env.py), which leaves its pid
+file under `$ALGOSTAGE_HOME/run/`, and with `ALGOSTAGE_HOME` in its environment: if supervisord
+dies, its children can still be found and told from other processes (orchestration/processes.py).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from orchestration.errors import BackendUnavailable, OrchestrationError
+from orchestration.errors import BackendUnavailable, Message, OrchestrationError
+from orchestration.locks import file_lock
+from orchestration.processes import HOME_VAR, HomeProcesses, Owned, start_time
 
+EXEC_ENV = Path(__file__).with_name("exec_env.py")
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes
 
 
 @dataclass(frozen=True)
 class Program:
-    """One `[program:x]` section. `environment` values are quoted for supervisor."""
+    """One `[program:x]` section. `environment` values are quoted for supervisor; `env_file`, a
+    JSON object of further variables, carries values that supervisor's quoting cannot."""
     name: str
     command: str
     directory: Path
@@ -39,6 +48,7 @@ class Program:
     stopwaitsecs: int = 10
     log_max_mb: int = 10
     log_backups: int = 5
+    env_file: Path | None = None
 
     def render(self) -> str:
         env = ",".join(f'{k}="{_quote(v)}"' for k, v in self.environment.items())
@@ -87,6 +97,7 @@ class SupervisorDaemon:
         self.pidfile = self.dir / "supervisord.pid"
         self.log_dir = home / "logs"
         self.socket = self._socket_path()
+        self.processes = HomeProcesses(home)
 
     def _socket_path(self) -> Path:
         path = self.dir / "supervisor.sock"
@@ -130,24 +141,73 @@ class SupervisorDaemon:
             return None
 
     def start(self, timeout: float = 20.0) -> bool:
-        """Start supervisord unless it already runs. Returns True if it was started now."""
+        """Start supervisord unless it already runs. Returns True if it was started now. Before a
+        fresh start, whatever an earlier supervisord of this home left running (found by the pid
+        files) is ended, so the programs the new one starts find their ports free."""
+        with file_lock(self.dir / "start.lock"):
+            if self.is_running():
+                return False
+            self._end_left_behind(())
+            self._start(timeout)
+            return True
+
+    def recover(self, ports: Iterable[int] = (), grace_s: float = 3.0) -> list[Owned]:
+        """End the processes of this home that no answering supervisord runs — the children an
+        earlier supervisord left when it died (found by their pid files, or listening on `ports`),
+        and that supervisord itself if it lingers without answering. Returns what was ended;
+        raises OrchestrationError naming anything that outlived SIGKILL."""
+        with file_lock(self.dir / "start.lock"):
+            return self._end_left_behind(ports, grace_s)
+
+    def left_behind(self, ports: Iterable[int] = ()) -> list[Owned]:
+        """What `recover` would end now (nothing is signalled): the tree of a supervisord that
+        answers is spared (nothing at all while it cannot say its pid); when none answers, its
+        pid file names one more process to end."""
         if self.is_running():
-            return False
+            live = self._answering_pid()
+            return [] if live is None else self.processes.find(ports, keep_under=live)
+        return self.processes.find(ports, extra={"supervisord": self.pidfile})
+
+    def _answering_pid(self) -> int | None:
+        """The pid of the supervisord that answers on the socket (its own word, not its pid file)."""
+        try:
+            return int(self.rpc().supervisor.getPID())
+        except (OSError, xmlrpc.client.Error):
+            return None
+
+    def _end_left_behind(self, ports: Iterable[int], grace_s: float = 3.0) -> list[Owned]:
+        found = self.left_behind(ports)
+        survivors = self.processes.end(found, grace_s) if found else []
+        self.processes.prune()
+        if survivors:
+            raise OrchestrationError("still running after SIGKILL: " + ", ".join(map(str, survivors)),
+                                     hint="they may belong to another user; end them by hand")
+        return found
+
+    def _start(self, timeout: float) -> None:
         self.write_config()
         self.socket.unlink(missing_ok=True)
         proc = subprocess.run([self.python, "-m", "supervisor.supervisord", "-c", str(self.conf)],
-                              capture_output=True, text=True, cwd=self.home, env=dict(os.environ))
+                              capture_output=True, text=True, cwd=self.home,
+                              env={**os.environ, HOME_VAR: str(self.home)})
         if proc.returncode != 0:
-            raise BackendUnavailable(f"supervisord did not start: {(proc.stderr or proc.stdout).strip()[-500:]}")
+            raise BackendUnavailable(Message("supervisord.did_not_start", "supervisord did not start: {error}",
+                                             error=(proc.stderr or proc.stdout).strip()[-500:]))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.is_running():
-                return True
+                return
             time.sleep(0.1)
-        raise BackendUnavailable(f"supervisord did not answer on {self.socket} within {timeout:.0f} s")
+        raise BackendUnavailable(Message("supervisord.no_answer", "supervisord did not answer on {socket} within {seconds:.0f} s",
+                                         socket=str(self.socket), seconds=timeout))
 
     def shutdown(self, timeout: float = 60.0) -> bool:
-        """Stop every program and supervisord itself; idempotent. Returns True if it was running."""
+        """Stop every program and supervisord itself; idempotent. Returns True if it was running.
+        Programs an earlier supervisord left are not its to stop: see `recover`."""
+        with file_lock(self.dir / "start.lock"):
+            return self._shutdown(timeout)
+
+    def _shutdown(self, timeout: float) -> bool:
         pid = self.pid()
         if not self.is_running():
             return False
@@ -157,7 +217,7 @@ class SupervisorDaemon:
             pass  # the connection may close while it shuts down
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if pid is None or not _alive(pid):
+            if pid is None or start_time(pid) is None:   # gone, or a zombie its reaper has not collected
                 return True
             time.sleep(0.1)
         raise OrchestrationError(f"supervisord (pid {pid}) did not stop within {timeout:.0f} s")
@@ -168,12 +228,24 @@ class SupervisorDaemon:
         return self.include_dir / f"{name}.conf"
 
     def put_program(self, program: Program) -> None:
+        """Write the program's include file, its command behind the exec wrapper (`launch_command`)."""
         self.include_dir.mkdir(parents=True, exist_ok=True)
+        self.processes.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.program_file(program.name).with_suffix(".tmp")
-        tmp.write_text(program.render())
+        tmp.write_text(replace(program, command=self.launch_command(program)).render())
         os.replace(tmp, self.program_file(program.name))
 
+    def launch_command(self, program: Program) -> str:
+        """`program.command` run by the exec wrapper, which writes its pid file (and adds the
+        variables of its env file) before it replaces itself with the command."""
+        wrapper = [self.python, str(EXEC_ENV), "--pidfile", str(self.processes.pid_file(program.name))]
+        if program.env_file is not None:
+            wrapper += ["--env", str(program.env_file)]
+        return f"{shlex.join([*wrapper, '--'])} {program.command}"
+
     def delete_program(self, name: str) -> None:
+        """Remove the include file. Its pid file stays until `processes.prune` finds it stale: a
+        process it names that still runs (its supervisord gone) must remain findable."""
         self.program_file(name).unlink(missing_ok=True)
 
     def update(self) -> tuple[list[str], list[str], list[str]]:
@@ -186,9 +258,11 @@ class SupervisorDaemon:
             for name in added + changed:
                 rpc.supervisor.addProcessGroup(name)
         except xmlrpc.client.Fault as e:
-            raise OrchestrationError(f"supervisord refused the change: {e.faultString}") from e
+            raise OrchestrationError(Message("supervisord.refused", "supervisord refused the change: {error}",
+                                             error=e.faultString)) from e
         except OSError as e:
-            raise BackendUnavailable(f"supervisord is not reachable: {e}") from e
+            raise BackendUnavailable(Message("supervisord.unreachable_socket", "supervisord is not reachable: {error}",
+                                             error=str(e))) from e
         return added, changed, removed
 
     @staticmethod
@@ -198,13 +272,3 @@ class SupervisorDaemon:
         except xmlrpc.client.Fault:
             pass  # already stopped
         rpc.supervisor.removeProcessGroup(name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

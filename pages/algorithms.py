@@ -1,38 +1,48 @@
-"""The catalog: algorithms, their versions, manifests, parameters, samples and changes."""
+"""The catalog: algorithms, their versions, manifests, parameters, samples and changes. Titles,
+descriptions and parameters in the page's language (a manifest's `i18n:` block)."""
 import pandas as pd
 import streamlit as st
 
 from app.auth import Action
-from components.catalog_view import changes_view, params_table
-from components.session import guard, platform, t
+from app.i18n import term
+from components import data
+from components.catalog_view import as_data, changes_view, localized, params_table
+from components.session import guard, lang, platform, t
 
 who = guard(Action.VIEW_CATALOG)
 catalog = platform().catalog
 st.title(t("catalog.title"))
-algos = catalog.list(who)
+algos = data.algorithms(who)
 if not algos:
     st.info(t("catalog.empty"))
     st.stop()
+texts = {a.name: localized(a.latest.manifest) for a in algos}
 
-st.dataframe(pd.DataFrame([{t("catalog.name"): a.name, t("catalog.task"): a.task, t("catalog.title_col"): a.title,
+st.dataframe(pd.DataFrame([{t("catalog.name"): a.name, t("catalog.task"): term("task", a.task, lang()),
+                            t("catalog.title_col"): texts[a.name].title if texts[a.name] else a.title,
                             t("catalog.versions"): len(a.versions), t("catalog.latest"): a.latest.tag,
                             t("catalog.updated"): a.latest.created_at} for a in algos]),
-             hide_index=True, width="stretch")
+             hide_index=True, width="stretch", placeholder="–",
+             column_config={t("catalog.updated"): st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
 
 name = st.selectbox(t("catalog.algorithm"), [a.name for a in algos])
 algo = next(a for a in algos if a.name == name)
 number = st.selectbox(t("catalog.version"), [v.number for v in reversed(algo.versions)],
                       format_func=lambda n: f"v{n}")
 version = next(v for v in algo.versions if v.number == number)
+manifest = localized(version.manifest)
 
-st.subheader(f"{algo.title} · v{version.number}")
-st.markdown(algo.description)
-st.caption(t("catalog.meta", sha=version.commit_sha[:10], by=version.created_by, at=version.created_at,
-             message=version.message))
+st.subheader(f"{manifest.title if manifest else algo.title} · v{version.number}")
+st.markdown(manifest.description if manifest else algo.description)
+when = version.created_at.strftime("%Y-%m-%d %H:%M") if hasattr(version.created_at, "strftime") else version.created_at
+st.caption(t("catalog.meta", sha=version.commit_sha[:10], by=as_data(version.created_by), at=when,
+             message=as_data(version.message)), unsafe_allow_html=True)
 tab_params, tab_files, tab_changes, tab_manifest = st.tabs(
     [t("catalog.params"), t("catalog.files"), t("catalog.changes"), t("catalog.manifest")])
 with tab_params:
-    params_table(version.manifest)
+    params_table(manifest)
+    if manifest and manifest.score:
+        st.caption(t("catalog.score", kind=term("score.kind", manifest.score.kind, lang()), help=manifest.score.help))
 with tab_files:
     refs = catalog.refs(who, name)
     st.caption(t("catalog.refs", tags=", ".join(refs["tags"]) or "–", branches=", ".join(refs["branches"]) or "–"))
@@ -40,11 +50,11 @@ with tab_files:
     samples = [f for f in version.files if f.startswith("samples/")]
     if samples:
         sample = st.selectbox(t("catalog.sample"), samples)
-        data = catalog.read_file(who, name, number, sample)
+        content = catalog.read_file(who, name, number, sample)
         if sample.lower().endswith((".jpg", ".jpeg", ".png")):
-            st.image(data, caption=sample)
+            st.image(content, caption=sample)
         else:
-            st.code(data.decode(errors="replace")[:2000])
+            st.code(content.decode(errors="replace")[:2000])
 with tab_changes:
     if number == 1:
         st.caption(t("catalog.first_version"))

@@ -1,13 +1,15 @@
-"""Home: the real state of the platform."""
+"""Home: the real state of the platform. An engine's own words (its version, or why it cannot be
+reached) come from the engine and are in English: outside English they are the tooltip of a
+translated line rather than a line of their own."""
 import streamlit as st
 
 from app.auth import Action
-from app.overview import overview
-from components.session import guard, platform, t
+from components import data
+from components.session import guard, lang, t
 
-guard(Action.VIEW_CATALOG)
+who = guard(Action.VIEW_CATALOG)
 st.title(t("home.title"))
-ov = overview(platform())
+ov = data.home(who)
 
 cols = st.columns(4)
 for col, key in zip(cols, ["algorithms", "services", "calls", "users"]):
@@ -24,5 +26,7 @@ with right.container(border=True):
     st.markdown(f"**{t('home.runtimes')}**")
     for r in ov.runtimes:
         state = t("home.reachable") if r.reachable else t("home.unreachable")
-        st.markdown(f"{':green[●]' if r.reachable else ':red[●]'} `{r.name}` {state}")
-        st.caption(r.detail)
+        english = lang() == "en"
+        st.markdown(f"{':green[●]' if r.reachable else ':red[●]'} `{r.name}` {state}", help=None if english else r.detail)
+        if english:
+            st.caption(r.detail)

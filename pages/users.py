@@ -1,20 +1,29 @@
-"""Users and roles (admins only)."""
+"""Users and roles (admins only). An action reruns the page with its outcome, so the table above
+the forms is read after the change, never before it."""
 import pandas as pd
 import streamlit as st
 
 from app.auth import Action, Role
-from app.errors import ValidationFailed
-from components.session import guard, platform, show_problems, t
+from app.errors import AlgoStageError
+from components.session import guard, platform, show_error, t
 
 who = guard(Action.MANAGE_USERS)
 auth = platform().auth
 st.title(t("users.title"))
 st.caption(t("users.roles_help"))
+for message in st.session_state.pop("users-done", []):   # what the previous run's action did
+    st.success(message)
+
+
+def done(message: str) -> None:
+    """After a change: show `message` on a fresh run, which reads the users again."""
+    st.session_state["users-done"] = [message]
+    st.rerun()
 
 users = auth.list_users(who)
 st.dataframe(pd.DataFrame([{t("login.username"): u.username, t("users.role"): t(f"role.{u.role.value}"),
                             t("users.active"): u.is_active, t("users.last_login"): u.last_login_at}
-                           for u in users]), hide_index=True, width="stretch")
+                           for u in users]), hide_index=True, width="stretch", placeholder="–")
 
 left, right = st.columns(2)
 with left.form("add-user", clear_on_submit=True):
@@ -25,13 +34,14 @@ with left.form("add-user", clear_on_submit=True):
     if st.form_submit_button(t("users.add"), type="primary"):
         try:
             auth.create_user(who, username.strip(), password, role)
-            st.success(t("users.created", user=username))
-        except ValidationFailed as e:
-            show_problems(e)
+        except AlgoStageError as e:
+            show_error(e)
+        else:
+            done(t("users.created", user=username))
 
 with right:
     st.subheader(t("users.change"))
-    target = st.selectbox(t("users.user"), [u.username for u in users])
+    target = st.selectbox(t("users.user"), [u.username for u in users], key="users-target")
     current = next(u for u in users if u.username == target)
 with right.form("change-user"):
     new_role = st.selectbox(t("users.role"), [r.value for r in Role], index=list(Role).index(current.role),
@@ -41,6 +51,7 @@ with right.form("change-user"):
     if st.form_submit_button(t("users.apply")):
         try:
             auth.update_user(who, target, role=new_role, active=active, password=new_password or None)
-            st.success(t("users.updated", user=target))
-        except ValidationFailed as e:
-            show_problems(e)
+        except AlgoStageError as e:
+            show_error(e)
+        else:
+            done(t("users.updated", user=target))

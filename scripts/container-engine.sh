@@ -10,15 +10,11 @@
 # Environment (all optional):
 #   ALGOSTAGE_PODMAN_SOCKET      /run/algostage-podman.sock
 #   ALGOSTAGE_DOCKER_BASE_IMAGE  algostage/base:bookworm
-#   ALGOSTAGE_BASE_SUITE         bookworm
-#   ALGOSTAGE_DEBIAN_MIRROR      the Debian mirror from /etc/apt/sources.list(.d)
-#   ALGOSTAGE_CACHE              /var/cache/algostage (cached base rootfs tarball)
+#   ALGOSTAGE_BASE_SUITE, ALGOSTAGE_DEBIAN_MIRROR, ALGOSTAGE_CACHE   see scripts/base-rootfs.sh
 set -euo pipefail
 
 SOCKET=${ALGOSTAGE_PODMAN_SOCKET:-/run/algostage-podman.sock}
 IMAGE=${ALGOSTAGE_DOCKER_BASE_IMAGE:-algostage/base:bookworm}
-SUITE=${ALGOSTAGE_BASE_SUITE:-bookworm}
-CACHE=${ALGOSTAGE_CACHE:-/var/cache/algostage}
 LOG=${ALGOSTAGE_PODMAN_LOG:-/var/log/algostage-podman.log}
 CONF=${CONTAINERS_CONF:-/etc/containers/containers.conf}  # podman reads CONTAINERS_CONF too
 
@@ -116,49 +112,10 @@ start_service() {
   say "podman service did not answer /_ping within 30s; last log lines:"; tail -20 "$LOG" >&2; exit 1
 }
 
-# The Debian mirror apt uses on this machine (deb822 .sources or one-line sources.list).
-debian_mirror() {
-  if [[ -n ${ALGOSTAGE_DEBIAN_MIRROR:-} ]]; then echo "$ALGOSTAGE_DEBIAN_MIRROR"; return; fi
-  python3 - <<'PY'
-import glob, re
-for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
-    for stanza in re.split(r"\n\s*\n", open(path).read()):
-        fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.+)$", stanza, re.M))
-        uris, suites = fields.get("URIs", "").split(), fields.get("Suites", "").split()
-        if uris and "deb" in fields.get("Types", "").split() and any(
-                s.split("-")[0] == s for s in suites) and "security" not in uris[0]:
-            print(uris[0]); raise SystemExit
-for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
-    try:
-        lines = open(path).read().splitlines()
-    except OSError:
-        continue
-    for line in lines:
-        m = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
-        if m and "security" not in m[1] and "-" not in m[2] and "debian" in m[1]:
-            print(m[1]); raise SystemExit
-print("http://deb.debian.org/debian")
-PY
-}
-
 build_base_image() {
   if podman image exists "$IMAGE"; then say "base image $IMAGE present"; return 0; fi
-  local tarball="$CACHE/base-$SUITE-rootfs.tar"
-  mkdir -p "$CACHE"
-  if [[ ! -s $tarball ]]; then
-    local mirror dir
-    mirror=$(debian_mirror)
-    dir=$(mktemp -d "$CACHE/rootfs-$SUITE.XXXXXX")
-    say "debootstrap $SUITE from $mirror into $dir"
-    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-      "$SUITE" "$dir" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
-      || { say "debootstrap failed, see $CACHE/debootstrap.log"; tail -20 "$CACHE/debootstrap.log" >&2;
-           rm -rf "$dir"; exit 1; }
-    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/tmp/*
-    tar -C "$dir" -cf "$tarball.tmp" .
-    mv "$tarball.tmp" "$tarball"
-    rm -rf "$dir"
-  fi
+  local tarball
+  tarball=$("$(dirname "$0")/base-rootfs.sh")
   say "importing $tarball as $IMAGE"
   podman import --quiet --change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/bash"]' - "$IMAGE" <"$tarball" >/dev/null
 }

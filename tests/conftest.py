@@ -150,3 +150,19 @@ def service_platform(db_url: str, home: Path, envs: Path) -> Platform:
     p = Platform.open(home, environ, migrate=False)
     empty_tables(p.engine)
     return p
+
+
+def browser_session(platform: Platform, role: Role, username: str | None = None) -> dict[str, object]:
+    """What a signed-in browser's st.session_state holds for a user of `role` (created if need
+    be): app/main.py re-validates it against the sessions table on every rerun, so a test that
+    runs the whole app must sign in for real."""
+    from sqlalchemy import select
+
+    from app.models import User
+    username = username or f"{role.value}-user"
+    with platform.sessions() as s:
+        user_id = s.scalar(select(User.id).where(User.username == username))
+    if user_id is None:
+        user_id = platform.auth.create_user(Actor("setup", Role.ADMIN), username, "password-123", role).id
+    who, _ = platform.auth.start_session(Actor(username, role, user_id))
+    return {"actor": who, "session_id": who.session_id}

@@ -26,10 +26,20 @@ class RunningPlatform:
 
 
 def platform_env(home: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a test platform: its own home, UI port and gateway port (a free one, so
+    test platforms never meet on 8080 or 8001)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALGOSTAGE_", "DATABASE_URL"))}
     env.update(ALGOSTAGE_HOME=str(home), ALGOSTAGE_UI_PORT=str(port), ALGOSTAGE_ADMIN_PASSWORD="admin-password",
-               PYTHONPATH=str(ROOT), **extra)
+               ALGOSTAGE_GATEWAY_PORT=str(_free_port()), ALGOSTAGE_API_PORT=str(_free_port()), PYTHONPATH=str(ROOT))
+    env.update(extra)
     return env
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_cli(env: dict[str, str], *args: str, check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:

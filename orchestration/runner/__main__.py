@@ -17,7 +17,8 @@ from pathlib import Path
 
 import uvicorn
 
-from orchestration.runner.server import Runner, build_app
+from orchestration.runner.asgi import build_app
+from orchestration.runner.server import Runner
 
 
 def env_flag(value: str) -> bool:
@@ -65,8 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.chdir(args.package)
     runner = Runner(args.package)
     name = runner.manifest.name if runner.manifest else args.package.name
-    logging.getLogger("algostage.runner").info("serving %s from %s on http://%s:%d (pid %d)", name, args.package,
-                                               args.host, args.port, os.getpid())
+    logging.getLogger("algostage.runner").info(
+        "serving %s from %s on http://%s:%d (pid %d); log level %s: requests refused or failed are logged with "
+        "their X-Request-Id%s", name, args.package, args.host, args.port, os.getpid(), args.log_level,
+        ", and every request" if args.log_level == "debug" else " (every request at debug)")
     uvicorn.run(build_app(runner), host=args.host, port=args.port, loop="uvloop", http="httptools",
                 access_log=False, log_level=args.log_level, server_header=False, timeout_graceful_shutdown=5)
     runner.close()

@@ -1,6 +1,6 @@
 """The algorithm manifest (`algorithm.yaml`, DESIGN §2) and the validation of call parameters.
 
-Self-contained: imported by the platform (through `app.manifest`) and by the runner inside every
+Self-contained: imported by the platform (through `app.catalog.manifest`) and by the runner inside every
 service, so it depends on the standard library, pydantic and PyYAML only.
 
 Contracts:
@@ -12,6 +12,12 @@ Contracts:
   choice-checked. Unknown parameters are refused. Raises `ParamError` naming every bad parameter.
 - A parameter declared without `default` gets an implicit one: the first choice (enum), false
   (bool), "" (string), `min` or else 0 (int, float). Dumps therefore always carry a default.
+- The user-facing texts (title, description, a parameter's label, help and choice labels, what the
+  score means, display names of result labels) may be given per language in an `i18n:` block;
+  `Manifest.localized(lang)` is the manifest with those of `lang` in place (the top-level texts
+  where a language gives none). What a result's `score` means comes from `score:` (a kind the
+  interfaces name, a range, a help text), and a good first demo from `demo:` (a gallery input,
+  parameter sets to compare). All three are optional: manifests without them stay valid.
 """
 from __future__ import annotations
 
@@ -33,6 +39,15 @@ MANIFEST_FILE = "algorithm.yaml"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,61}[a-z0-9]")
 PARAM_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 RESERVED_PARAMS = frozenset({"inputs", "self"})
+LANG_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z]{2,4})?")
+# sizes an upload may not exceed (issue 11, finding 6: a 1 MB title, 20,000 params and 999999g were accepted)
+MAX_TITLE = 200
+MAX_DESCRIPTION = 20_000
+MAX_PARAMS = 100
+MAX_TAGS = 32
+MAX_MEMORY_MB = 1024 * 1024          # 1 TiB per replica
+MAX_STRING_PARAM = 65_536            # characters of one string parameter's value
+SCORE_KINDS = ("probability", "confidence", "margin", "neighbours", "weight", "similarity", "distance", "other")
 ENTRYPOINT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 MEMORY_RE = re.compile(r"(\d+)\s*([mMgG]?)[bB]?")
 PORT_RE = re.compile(r"\$\{?PORT\}?")
@@ -129,6 +144,8 @@ def _as_bool(value: Any, lenient: bool) -> bool:
 
 def _as_string(value: Any, lenient: bool) -> str:
     if isinstance(value, str):
+        if len(value) > MAX_STRING_PARAM:
+            raise ValueError(f"is {len(value):,} characters long; at most {MAX_STRING_PARAM:,}")
         return value
     raise ValueError(f"must be a string, got {_r(value)}")
 
@@ -216,6 +233,20 @@ def _check_sample(value: str) -> str:
 def _check_title(value: str) -> str:
     if not value.strip():
         raise _custom("must not be empty")
+    if len(value) > MAX_TITLE:
+        raise _custom(f"is {len(value):,} characters long; at most {MAX_TITLE}")
+    return value
+
+
+def _check_param_count(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_PARAMS:
+        raise _custom(f"{len(value):,} parameters; at most {MAX_PARAMS}")
+    return value
+
+
+def _check_lang(value: str) -> str:
+    if not LANG_RE.fullmatch(value):
+        raise _custom(f"{value!r} is not a language code such as zh, en or zh-TW")
     return value
 
 
@@ -227,11 +258,14 @@ def _check_memory(value: str | None) -> str | None:
     m = MEMORY_RE.fullmatch(value.strip()) if value is not None else None
     if value is not None and (m is None or int(m[1]) == 0):
         raise _custom(f"{value!r} is not a memory size: a whole number with an optional unit m or g, e.g. 512m, 2g")
+    if m is not None and int(m[1]) * (1024 if m[2].lower() == "g" else 1) > MAX_MEMORY_MB:
+        raise _custom(f"{value.strip()} is more memory than one replica can have (at most {MAX_MEMORY_MB // 1024}g)")
     return value
 
 
 Number = int | float
 ParamName = Annotated[str, AfterValidator(_check_param_name)]
+LangCode = Annotated[str, AfterValidator(_check_lang)]
 
 
 class ParamSpec(BaseModel):
@@ -245,6 +279,8 @@ class ParamSpec(BaseModel):
     step: Number | None = None
     choices: list[Any] | None = None
     help: str = ""
+    label: str = ""                                              # shown instead of the name
+    choice_labels: dict[str, str] = Field(default_factory=dict)  # str(choice) -> shown instead of it
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamSpec:
@@ -281,7 +317,24 @@ class ParamSpec(BaseModel):
                     self._check_type(choice, lenient=False)
                 except ValueError as e:
                     problems.append((f"choices.{i}", str(e)))
+        problems += [(f"choice_labels.{k}", f"not a choice; choices: {_show(self.choices or [])}")
+                     for k in _unknown_choices(self, self.choice_labels)]
         return problems
+
+    def display(self, name: str) -> str:
+        """What a form calls this parameter: its label, else its name."""
+        return self.label or name
+
+    def choice_label(self, choice: Any) -> str:
+        """What a form shows for `choice`: its label, else the choice itself."""
+        return self.choice_labels.get(str(choice), str(choice))
+
+    def localized(self, text: ParamText | None) -> ParamSpec:
+        """This parameter with the label, help and choice labels of `text` where it gives them."""
+        if text is None:
+            return self
+        return self.model_copy(update={"label": text.label or self.label, "help": text.help or self.help,
+                                       "choice_labels": {**self.choice_labels, **text.choices}})
 
     def _implicit_default(self) -> Any:
         if self.choices:
@@ -311,6 +364,56 @@ class ParamSpec(BaseModel):
         return value
 
 
+def _unknown_choices(spec: ParamSpec, labels: Mapping[str, str]) -> list[str]:
+    """Keys of `labels` that name none of `spec`'s choices (any key when it has none)."""
+    known = {str(c) for c in spec.choices or []}
+    return [k for k in labels if k not in known]
+
+
+class ParamText(BaseModel):
+    """A parameter's texts in one language."""
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = ""
+    help: str = ""
+    choices: dict[str, str] = Field(default_factory=dict)   # str(choice) -> label
+
+
+class Texts(BaseModel):
+    """The user-facing texts of a manifest in one language (`i18n: {zh: {...}}`)."""
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = ""
+    description: str = ""
+    params: dict[str, ParamText] = Field(default_factory=dict)
+    score: str = ""   # what the score means (help)
+    labels: dict[str, str] = Field(default_factory=dict)   # a result's label or entity type -> shown instead
+
+
+class ScoreSpec(BaseModel):
+    """What the `score` of a result (and each value of a classification's `scores`) means.
+    `kind` is one of SCORE_KINDS, which interfaces name in every language: probability (0-1,
+    calibrated), confidence (0-1, not calibrated), margin (a distance past a decision boundary),
+    neighbours (how many raw detections support a box), weight (a model's internal stage weight),
+    similarity, distance (lower is closer), other. `min`/`max` give its range when it has one."""
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal[SCORE_KINDS] = "other"  # type: ignore[valid-type]
+    min: Number | None = None
+    max: Number | None = None
+    help: str = ""
+
+
+class Demo(BaseModel):
+    """A good first demo: `input` names a demo gallery item ("media/faces.jpg", or line n of a
+    text file "text/reviews-en.txt#2"); `columns` are parameter sets the Compare page opens on,
+    side by side (each checked against the parameters)."""
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | None = None
+    columns: list[dict[str, Any]] = Field(default_factory=list, max_length=4)
+
+
 class Resources(BaseModel):
     """Limits per replica: cpus (fraction of cores) and memory ("512m", "2g"; a bare number is MB)."""
     model_config = ConfigDict(extra="forbid")
@@ -333,16 +436,66 @@ class Manifest(BaseModel):
 
     name: Annotated[str, AfterValidator(_check_name)]
     title: Annotated[str, AfterValidator(_check_title)]
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
     task: Task
     entrypoint: Annotated[str, AfterValidator(_check_entrypoint)] = "predict:Algorithm"
     server: Annotated[str | None, AfterValidator(_check_server)] = None
-    params: dict[ParamName, ParamSpec] = Field(default_factory=dict)
+    params: Annotated[dict[ParamName, ParamSpec], AfterValidator(_check_param_count)] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     replicas: int = Field(default=1, ge=1, le=16)
     samples: list[Annotated[str, AfterValidator(_check_sample)]] = Field(default_factory=list)
     version_note: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(max_length=50)]] = Field(default_factory=list, max_length=MAX_TAGS)
+    score: ScoreSpec | None = None
+    labels: dict[str, str] = Field(default_factory=dict)   # a result's label or entity type -> shown instead
+    demo: Demo | None = None
+    i18n: dict[LangCode, Texts] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _texts_and_demo_match_params(self) -> Manifest:
+        problems = [*self._i18n_problems(), *self._demo_problems()]
+        if problems:
+            raise PydanticCustomError("param_spec", "{summary}", {
+                "summary": "; ".join(f"{f}: {r}" for f, r in problems), "problems": problems})
+        return self
+
+    def _i18n_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        for lang, texts in self.i18n.items():
+            for name, text in texts.params.items():
+                spec = self.params.get(name)
+                if spec is None:
+                    known = ", ".join(self.params) or "none"
+                    problems.append((f"i18n.{lang}.params.{name}", f"no such parameter; known: {known}"))
+                    continue
+                problems += [(f"i18n.{lang}.params.{name}.choices.{k}", "not a choice of the parameter")
+                             for k in _unknown_choices(spec, text.choices)]
+        return problems
+
+    def _demo_problems(self) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        for i, column in enumerate(self.demo.columns if self.demo else []):
+            try:
+                validate_params(self, column)
+            except ParamError as e:
+                problems += [(f"demo.columns.{i}.{p.field}", p.reason) for p in e.problems]
+        return problems
+
+    def localized(self, lang: str) -> Manifest:
+        """This manifest with the texts of `lang` (from `i18n`) in place of the top-level ones it
+        translates; itself when `i18n` has no such language."""
+        texts = self.i18n.get(lang)
+        if texts is None:
+            return self
+        score = self.score.model_copy(update={"help": texts.score}) if self.score and texts.score else self.score
+        return self.model_copy(update={
+            "title": texts.title or self.title, "description": texts.description or self.description,
+            "params": {name: spec.localized(texts.params.get(name)) for name, spec in self.params.items()},
+            "score": score, "labels": {**self.labels, **texts.labels}})
+
+    def label(self, value: Any) -> str:
+        """What an interface shows for a result's label or entity type `value`."""
+        return self.labels.get(str(value), str(value))
 
     def params_schema(self) -> dict[str, Any]:
         """The parameters as a JSON Schema object (for generic clients and form builders)."""
@@ -363,6 +516,8 @@ def _json_schema(spec: ParamSpec) -> dict[str, Any]:
         out["maximum"] = spec.max
     if spec.step is not None:
         out["x-step"] = spec.step  # a UI hint; not multipleOf, values between steps are accepted
+    if spec.label:
+        out["title"] = spec.label
     if spec.help:
         out["description"] = spec.help
     return out

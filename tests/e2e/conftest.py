@@ -9,12 +9,16 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import ROOT, free_port
 from tests.support_platform import RunningPlatform, start_platform, stop_platform
 
 ARTIFACTS = ROOT / "test-artifacts"
+# A loaded CI machine (2 cores, load 10+) takes seconds for one Streamlit rerun; while it runs, the
+# elements of the previous run are still on the page beside the new ones. An assertion waits for
+# the page to settle up to 20 s (Playwright's default is 5 s); a passing one returns at once.
+expect.set_options(timeout=20_000)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 

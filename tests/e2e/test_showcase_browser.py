@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from app.i18n import term
 from components.results import entity_color
 from tests.conftest import ROOT
 from tests.e2e.conftest import ARTIFACTS, open_page, services
@@ -56,8 +57,9 @@ def showcase(page: Page, running: RunningPlatform) -> Page:
 # --- driving the page ------------------------------------------------------------------------------
 
 def choose_algorithm(page: Page, task: str, service: str) -> None:
-    """Choose `task`, then `service` as the only algorithm (the algorithms box is keyed by task)."""
-    choose(page, "Task", task)
+    """Choose `task` (shown by its name), then `service` as the only algorithm (the algorithms box
+    is keyed by the task's id)."""
+    choose(page, "Task", term("task", task))
     box = page.locator(f'.st-key-sc-services-{task.replace(".", "-")} [data-testid="stMultiSelect"]')
     expect(box.locator("[data-tag]").first).to_be_visible()  # drawn with its default choice
     if box.get_by_role("button", name=f"Remove {service} ·").count() == 0:
@@ -129,7 +131,7 @@ def assert_classified(page: Page, label: str) -> None:
     """The Label metric says `label`; the score bars hold the three labels with `label` on top."""
     shown = metric(page, "Label")
     expect(shown).to_contain_text(label, timeout=RUN)
-    score = shown.locator('[data-testid="stMetricDelta"]').inner_text().strip()
+    score = metric(page, "Score · confidence").locator('[data-testid="stMetricValue"]').inner_text().strip()
     figure = chart(page, "Scores")
     expect(figure).to_contain_text(score)      # the bars of this run, not of the one before
     (bars,) = traces(figure)
@@ -172,11 +174,10 @@ def test_2_entities_highlighted_with_their_table(showcase: Page) -> None:
         "d => { const c = d.cloneNode(true); c.querySelectorAll('sub').forEach(s => s.remove()); return c.textContent }")
     assert sentence == NEWS
 
-    table = page.locator('[data-testid="stDataFrame"]')
+    table = page.locator(".st-key-sc-run-0-entities table")
     table.wait_for(timeout=RUN)
-    table.scroll_into_view_if_needed()  # the grid renders its cells only once visible
-    expect(table.locator('[role="row"]')).to_have_count(1 + len(shown))  # the grid's (hidden) accessible table
-    cells = table.locator('[role="gridcell"]').all_inner_texts()
+    expect(table.locator("tr")).to_have_count(1 + len(shown))   # header + one row per entity
+    cells = table.locator("td").all_inner_texts()
     assert all(text in cells and kind in cells for text, kind in found)
     assert str(NEWS.index("复旦大学")) in cells and str(NEWS.index("北京") + 2) in cells
     no_exception(page)
@@ -206,8 +207,9 @@ def start_video(page: Page, service: str, video: str, *, every_nth: int, max_fra
 
 
 def result_video(page: Page) -> Locator:
-    """The annotated video of the result (the input's preview is in an expander)."""
-    return page.locator('[data-testid="stColumn"]:has([data-testid="stMetric"]) video[data-testid="stVideo"]')
+    """The annotated videos of the result, in their container ("sc-videos", "cmp-…-videos"; the
+    input's preview is in an expander)."""
+    return page.locator('[class*="st-key-"][class*="videos"] video[data-testid="stVideo"]')
 
 
 def assert_plays(page: Page, video: Locator, *, width: int, duration: float) -> None:
@@ -284,14 +286,14 @@ def test_5_cancel_a_long_video_run(showcase: Page) -> None:
 
 # --- comparing the face detectors --------------------------------------------------------------------
 
-MODELS = ("haar_default", "haar_alt2", "lbp")
-LABELS = [f"{i}. face-detect · model={m}" for i, m in enumerate(MODELS, 1)]
+MODELS = ("Haar (default)", "Haar (alt2)", "LBP (improved)")   # the manifest's labels of its models
+LABELS = [f"{i}. face-detect · Model={m}" for i, m in enumerate(MODELS, 1)]
 
 
 def three_face_detectors(page: Page) -> None:
     """The Compare page set up with face-detect in three columns, one cascade each."""
     open_page(page, "Compare")
-    choose(page, "Task", "image.detection")
+    choose(page, "Task", term("task", "image.detection"))
     columns = page.get_by_role("spinbutton", name="Columns")
     columns.fill("3")
     columns.press("Enter")

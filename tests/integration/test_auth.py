@@ -96,8 +96,8 @@ def test_repeated_failures_are_slowed_down_for_existing_and_unknown_names(auth, 
         auth.authenticate("alice", "wrong")
     with pytest.raises(LoginError) as e:
         auth.authenticate("alice", "wrong")
-    assert e.value.retry_after == 4  # doubling
-    clock.now += timedelta(seconds=5)
+    assert e.value.retry_after == 8  # doubling per attempt, the refused one counted too (5 so far)
+    clock.now += timedelta(seconds=9)
     if exists:
         assert auth.authenticate("alice", "password-1").username == "alice"
         auth.authenticate("alice", "password-1")  # the counter was reset by the success

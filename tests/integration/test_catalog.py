@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy import func, select
 
 from app.auth import PermissionDenied
-from app.catalog import UploadRejected
+from app.catalog.catalog import UploadRejected
 from app.models import Algorithm, AlgorithmRepository, AlgorithmVersion
 from app.platform import Platform
 from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER
@@ -155,6 +155,17 @@ def test_hostile_archive_is_refused_and_nothing_is_stored(platform: Platform, tm
     assert not (tmp_path / "escaped.txt").exists() and not (platform.home / "escaped.txt").exists()
     assert stored_counts(platform) == (0, 0, 0) and repositories(platform) == []
     assert list((platform.home / "tmp").iterdir()) == []
+
+
+def test_a_folder_with_a_control_character_in_a_file_name_is_refused(platform: Platform, tmp_path: Path) -> None:
+    """Issue 11, finding 8: folders get the archives' name check ("evil\\nname.txt" reached the
+    repository)."""
+    package = copy_package(FIXTURES / "hello", tmp_path / "hello")
+    (package / "evil\nname.txt").write_text("x")
+    with pytest.raises(UploadRejected) as e:
+        platform.catalog.upload(ADMIN, str(package))
+    assert "control characters" in str(e.value) and "evil\\nname.txt" in str(e.value)
+    assert stored_counts(platform) == (0, 0, 0) and repositories(platform) == []
 
 
 def test_a_missing_source_is_a_clear_rejection(platform: Platform, tmp_path: Path) -> None:

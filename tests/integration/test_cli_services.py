@@ -17,10 +17,11 @@ import docker.errors
 import httpx
 import pytest
 
+from app.history import CallFilter
 from app.platform import Platform
-from tests.conftest import ROOT, free_port, private_port_range, wait_ready
-from tests.integration.test_docker_runtime import (BASE_IMAGE, DEFAULT_HOST, DOCKER_HOST, connect, has_image,
-                                                   start_engine)
+from tests.conftest import ADMIN, ROOT, free_port, private_port_range, wait_ready
+from tests.engines import (BASE_IMAGE, DEFAULT_HOST, DOCKER_HOST, connect, has_image,
+                           start_engine)
 from tests.support_platform import platform_env, processes_mentioning, run_cli
 
 pytestmark = pytest.mark.timeout(900)
@@ -97,6 +98,26 @@ def test_supervisor_service_lifecycle_from_the_command_line(cli: Cli) -> None:
     unknown = cli.run("invoke", "hello", "--input", "hi", "--params", '{"bogus": 1}', ok=False)
     assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1 and "bogus" in unknown.stderr
     assert cli.run("invoke", "hello", "--input", "x", "--params", "[1]", ok=False).returncode == 1
+    # Issue 11, finding 7: a binary file to a text service and a deeply nested .json are one-line
+    # errors (they were a TypeError and a RecursionError traceback), and no call is recorded.
+    binary = cli.home / "photo.jpg"
+    binary.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    deep = cli.home / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    p = cli.open()
+    try:
+        calls_before = len(p.history.calls(ADMIN, CallFilter()))
+    finally:
+        p.close()
+    for path, reason in ((binary, "binary data"), (deep, "nested too deeply")):
+        refused = cli.run("invoke", "hello", "--input", str(path), ok=False)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and reason in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    p = cli.open()
+    try:
+        assert len(p.history.calls(ADMIN, CallFilter())) == calls_before
+    finally:
+        p.close()
 
     assert cli.run("stop", "hello").stdout.strip() == "hello: ok"
     svc = cli.services()["hello"]

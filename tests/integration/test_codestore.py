@@ -19,9 +19,9 @@ import git
 import httpx
 import pytest
 
-from app.codestore.base import CodeStore, CodeStoreError
-from app.codestore.gitea import GiteaClient, GiteaCodeStore
-from app.codestore.local import LocalCodeStore
+from app.catalog.codestore.base import CodeStore, CodeStoreError
+from app.catalog.codestore.gitea import GiteaClient, GiteaCodeStore
+from app.catalog.codestore.local import LocalCodeStore
 
 TOKEN = "s3cret-token-0123456789abcdef"
 GIT_HTTP_BACKEND = Path(subprocess.run(["git", "--exec-path"], capture_output=True, text=True,

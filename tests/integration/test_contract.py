@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from app.errors import Problem
-from app.manifest import load_manifest
-from orchestration.runner.contract import check_contract, predict_request
+from app.catalog.manifest import load_manifest
+from orchestration.smoke import check_contract, predict_request
 from tests.conftest import free_port
 from tests.integration.test_runner import FIXTURES, RunnerProcess
 
@@ -49,7 +49,7 @@ def test_custom_server_passes(started: list[RunnerProcess]) -> None:
     package = FIXTURES / "custom_server"
     manifest = load_manifest(package)
     assert manifest.server is not None
-    argv = [a.replace("$PORT", "{port}") for a in shlex.split(manifest.server)]
+    argv = [a.replace("$PORT", "{port}").replace("$HOST", "127.0.0.1") for a in shlex.split(manifest.server)]
     server = start(started, "custom_server", argv=argv)
     with httpx.Client(timeout=10) as client:
         assert check_contract(server.url, first_sample(package), "json", client) == []

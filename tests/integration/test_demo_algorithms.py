@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.manifest import Manifest, load_manifest, validate_params
+from app.catalog.manifest import Manifest, load_manifest, validate_params
 
 ROOT = Path(__file__).resolve().parents[2]
 ALGORITHMS = ROOT / "demo_data" / "algorithms"
@@ -116,22 +116,23 @@ def load(demos):
 def test_sentiment_zh_separates_positive_from_negative(load):
     demo = load("sentiment-zh")
     positive, negative = demo.run(demo.samples())
-    assert positive["label"] == "positive" and positive["scores"]["positive"] > 0.5
-    assert negative["label"] == "negative" and negative["scores"]["positive"] < 0.5
+    assert positive["label"] == "positive" and positive["probability"] > 0.5
+    assert negative["label"] == "negative" and negative["probability"] < 0.5
     for r in (positive, negative):
         assert set(r["scores"]) == {"positive", "neutral", "negative"}
-        assert r["score"] == r["scores"][r["label"]]
-        assert r["scores"]["positive"] + r["scores"]["negative"] == pytest.approx(1.0)
+        assert r["score"] == r["scores"][r["label"]] == max(r["scores"].values())   # the label is the top class
+        assert sum(r["scores"].values()) == pytest.approx(1.0)
     assert demo.run(demo.samples()) == [positive, negative]
 
 
 def test_sentiment_zh_threshold_and_neutral_band_move_the_label(load):
     demo = load("sentiment-zh")
     text = demo.sample(0)
-    p = demo.run([text])[0]["scores"]["positive"]
-    assert demo.run([text], threshold=min(1.0, p + 0.01), neutral_band=0.0)[0]["label"] == "negative"
+    p = demo.run([text])[0]["probability"]
+    raised = demo.run([text], threshold=min(1.0, p + 0.01), neutral_band=0.0)[0]
+    assert raised["label"] == "negative" and raised["scores"]["negative"] == 1.0
     banded = demo.run([text], threshold=round(p, 2), neutral_band=0.2)[0]
-    assert banded["label"] == "neutral" and banded["score"] > 0.5
+    assert banded["label"] == "neutral" and banded["score"] == max(banded["scores"].values()) > 0.5
 
 
 def test_sentiment_zh_batch_of_reviews_and_blank_text(load):
@@ -150,9 +151,19 @@ def test_sentiment_en_labels_the_three_samples(load):
     assert (positive["label"], negative["label"], neutral["label"]) == ("positive", "negative", "neutral")
     assert positive["compound"] > 0.5 and negative["compound"] < -0.5
     for r in (positive, negative, neutral):
-        assert set(r["scores"]) == {"positive", "neutral", "negative"}
-        assert sum(r["scores"].values()) == pytest.approx(1.0, abs=0.01)
-        assert 0.0 <= r["score"] <= 1.0
+        assert set(r["scores"]) == set(r["proportions"]) == {"positive", "neutral", "negative"}
+        assert sum(r["scores"].values()) == pytest.approx(1.0)
+        assert sum(r["proportions"].values()) == pytest.approx(1.0, abs=0.01)
+        assert r["score"] == r["scores"][r["label"]] == max(r["scores"].values())   # the label is the top class
+
+
+def test_sentiment_en_label_is_the_top_class_even_where_most_words_are_neutral(load):
+    """The finding of issue 14: "positive 0.852" above bars where neutral (0.570) beat positive
+    (0.430) — VADER's word proportions were shown as class scores."""
+    demo = load("sentiment-en")
+    (result,) = demo.run(["The new phone arrived on Monday and the camera is excellent."])
+    assert result["label"] == "positive" and result["proportions"]["neutral"] > result["proportions"]["positive"]
+    assert max(result["scores"], key=result["scores"].get) == "positive"
 
 
 def test_sentiment_en_threshold_turns_weak_sentiment_neutral(load):
@@ -161,7 +172,8 @@ def test_sentiment_en_threshold_turns_weak_sentiment_neutral(load):
     compound = demo.run([text])[0]["compound"]
     assert 0.05 <= compound < 0.9
     assert demo.run([text], threshold=0.05)[0]["label"] == "positive"
-    assert demo.run([text], threshold=0.9)[0]["label"] == "neutral"
+    weak = demo.run([text], threshold=0.9)[0]
+    assert weak["label"] == "neutral" and max(weak["scores"], key=weak["scores"].get) == "neutral"
 
 
 # --- ner-zh ---------------------------------------------------------------------------------------

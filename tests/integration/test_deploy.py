@@ -19,7 +19,8 @@ from sqlalchemy import select
 from app.invoke import InvokeError
 from app.models import Deployment, PortReservation
 from app.platform import Platform
-from orchestration.deployer import DeployRequest
+from app.catalog.codestore.base import CodeStoreError
+from app.services.deployer import Deployer, DeployRequest
 from orchestration.errors import DeployError
 from orchestration.runtime import ServiceState
 from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER, service_platform, wait_ready
@@ -104,6 +105,8 @@ def test_deploy_invoke_stop_start_restart_remove(deploy_platform: Platform) -> N
     assert set(deployment.phases) >= {"build", "smoke"}
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)
+    audited = [(r.actor, r.action, r.target, r.detail) for r in reversed(p.auth.audit_log(ADMIN))]
+    assert audited == [("op", action, "hello", "ok") for action in ("stop", "start", "restart", "remove")]
 
 
 def test_replicas_share_the_load_and_survive_kill_9(deploy_platform: Platform) -> None:
@@ -186,3 +189,91 @@ def test_deploy_rights_and_bad_requests(deploy_platform: Platform) -> None:
         p.deployer.deploy(OPERATOR, DeployRequest("hello", replicas=40))
     with pytest.raises(ValidationFailed, match="unknown runtime"):
         p.deployer.deploy(OPERATOR, DeployRequest("hello", runtime="k8s"))
+
+
+class FailingExport:
+    """A code store whose export fails part-way (the repository server went away mid-download)."""
+
+    def __init__(self, real: object) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def export(self, name: str, tag: str, target: Path) -> None:
+        (target / "partial.py").write_text("# half of the package\n")
+        raise CodeStoreError("Gitea at http://gitea.example is not reachable: connection reset")
+
+
+class FailingSecondReplica:
+    """A runtime whose second replica cannot be created (`error`: what it raises)."""
+
+    def __init__(self, real: object, error: Exception) -> None:
+        self._real, self._error, self.deployed = real, error, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def deploy(self, spec, log):  # noqa: ANN001, ANN201 - the Runtime signature
+        self.deployed += 1
+        if self.deployed == 2:
+            raise self._error
+        return self._real.deploy(spec, log)
+
+
+def deployer_with(p: Platform, *, codestore: object = None, runtime: object = None) -> Deployer:
+    runtimes = {"supervisor": runtime or p.runtimes["supervisor"]}
+    return Deployer(p.sessions, codestore or p.codestore, runtimes, p.ports, p.router, p.service_configs, p.home)
+
+
+def serving_state(p: Platform) -> tuple:
+    view = p.services.get(VIEWER, "hello")
+    with p.sessions() as s:
+        owners = sorted(r.owner for r in s.scalars(select(PortReservation)))
+    return view.version, [(r.name, r.endpoint, r.routed) for r in view.replicas], owners
+
+
+def test_a_code_store_failure_at_export_leaves_nothing_half_done(deploy_platform: Platform, tmp_path: Path) -> None:
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    p.deployer.deploy(OPERATOR, DeployRequest("hello"))
+    p.catalog.upload(ADMIN, str(package_as(tmp_path, "hello", "hello", title="v2")))
+    before = serving_state(p)
+
+    with pytest.raises(DeployError) as e:
+        deployer_with(p, codestore=FailingExport(p.codestore)).deploy(OPERATOR, DeployRequest("hello"))
+    assert e.value.phase == "export" and "not reachable" in str(e.value)
+    assert serving_state(p) == before
+    assert p.invoker.invoke(VIEWER, "hello", ["still v1"]).version == "v1"
+    with p.sessions() as s:
+        last = s.scalars(select(Deployment).order_by(Deployment.id.desc())).first()
+    assert (last.status, last.failed_phase) == ("failed", "export") and last.finished_at is not None
+    assert not [d for d in (p.home / "releases" / "hello").iterdir() if "tmp" in d.name or d.name.startswith("v2")]
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), RuntimeError("a bug in a backend")])
+def test_a_failure_while_starting_replicas_removes_the_ones_started(deploy_platform: Platform,
+                                                                      error: Exception) -> None:
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    p.deployer.deploy(OPERATOR, DeployRequest("hello"))
+    before = serving_state(p)
+    runtime = FailingSecondReplica(p.runtimes["supervisor"], error)
+
+    with pytest.raises(type(error) if isinstance(error, RuntimeError) else DeployError) as e:
+        deployer_with(p, runtime=runtime).deploy(OPERATOR, DeployRequest("hello", replicas=2))
+    if isinstance(e.value, DeployError):
+        assert e.value.phase == "start" and "No space left" in str(e.value)
+    assert serving_state(p) == before   # the replica started first is gone, its port released
+    assert p.runtimes["supervisor"].status("algo-hello-2").exists is False
+    with p.sessions() as s:
+        last = s.scalars(select(Deployment).order_by(Deployment.id.desc())).first()
+    assert (last.status, last.failed_phase) == ("failed", "start")
+
+
+def test_a_redeploy_keeps_the_replica_count(deploy_platform: Platform) -> None:
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    p.deployer.deploy(OPERATOR, DeployRequest("hello", replicas=2))
+    again = p.deployer.deploy(OPERATOR, DeployRequest("hello"))
+    assert len(again.urls) == 2 and len(p.services.get(VIEWER, "hello").replicas) == 2

@@ -3,18 +3,13 @@ Docker-compatible service here; no Docker daemon needed): the Runtime contract, 
 with a reused dependency layer, a manifest `server`, a package's own Dockerfile, build failures
 and an unreachable engine.
 
-The engine is `ALGOSTAGE_TEST_DOCKER_HOST` (default unix:///run/algostage-podman.sock). When it
-does not answer, the session runs scripts/container-engine.sh (root) once; if it still does not
-answer the tests FAIL — they are never skipped. Containers `algo-test-*` and images
-`algostage/test-*` are removed at the start and the end of the session.
+The engine comes from tests/engines.py (`engine`): it FAILS, never skips, when no
+engine can be reached or set up.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -27,83 +22,12 @@ from orchestration.errors import BackendUnavailable, DeployError, NotFound
 from orchestration.health import wait_ready
 from orchestration.runtime import ReplicaSpec, Resources, ServiceState
 from tests.conftest import free_port
+from tests.engines import BASE_IMAGE, DOCKER_HOST, TIMINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "algorithms"
-DEFAULT_HOST = "unix:///run/algostage-podman.sock"
-DOCKER_HOST = os.environ.get("ALGOSTAGE_TEST_DOCKER_HOST", DEFAULT_HOST)
-BASE_IMAGE = os.environ.get("ALGOSTAGE_DOCKER_BASE_IMAGE", "algostage/base:bookworm")
-TIMINGS: dict[str, float] = {}
 
 pytestmark = pytest.mark.timeout(900)
-
-
-# --- engine --------------------------------------------------------------------------------------
-
-def connect() -> tuple[docker.DockerClient | None, str]:
-    try:
-        client = docker.DockerClient(base_url=DOCKER_HOST, timeout=120)
-        client.ping()
-        return client, ""
-    except (docker.errors.DockerException, OSError) as e:
-        return None, str(e)
-
-
-def has_image(client: docker.DockerClient, name: str) -> bool:
-    try:
-        client.images.get(name)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
-def start_engine() -> str:
-    """Run scripts/container-engine.sh (installs/starts Podman's service, builds the base image)."""
-    if os.geteuid() != 0:
-        return "scripts/container-engine.sh needs root; run it once as root"
-    t0 = time.perf_counter()
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "container-engine.sh")], capture_output=True, text=True,
-                          timeout=1500, env={**os.environ, "ALGOSTAGE_DOCKER_BASE_IMAGE": BASE_IMAGE})
-    TIMINGS["engine setup (container-engine.sh)"] = time.perf_counter() - t0
-    return f"container-engine.sh exited {done.returncode}: {done.stderr[-2000:]}"
-
-
-def dangling(client: docker.DockerClient) -> set[str]:
-    return {image.id for image in client.images.list(filters={"dangling": True})}
-
-
-def clean(client: docker.DockerClient, keep_dangling: set[str] | None = None) -> None:
-    """Remove containers algo-test-*, images algostage/test-*, and (at the end) the untagged
-    images this session's failed builds left, i.e. dangling images not in `keep_dangling`."""
-    for c in client.containers.list(all=True):
-        if c.name.startswith("algo-test-"):
-            c.remove(force=True)
-    for image in client.images.list():
-        if any("algostage/test-" in tag for tag in image.tags):
-            for tag in image.tags:
-                client.images.remove(tag, force=True)
-    if keep_dangling is not None:
-        for image_id in dangling(client) - keep_dangling:
-            client.images.remove(image_id, force=True)
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[docker.DockerClient]:
-    client, error = connect()
-    if client is None or not has_image(client, BASE_IMAGE):
-        if DOCKER_HOST != DEFAULT_HOST:
-            pytest.fail(f"container engine at {DOCKER_HOST} is not reachable or lacks {BASE_IMAGE}: {error}")
-        why = start_engine()
-        client, error = connect()
-        if client is None or not has_image(client, BASE_IMAGE):
-            pytest.fail(f"container engine at {DOCKER_HOST} is required and not usable ({error}); {why}")
-    clean(client)
-    before = dangling(client)
-    yield client
-    clean(client, before)
-    client.close()
-    if TIMINGS:
-        print("\ndocker runtime timings: " + ", ".join(f"{k}: {v:.1f} s" for k, v in TIMINGS.items()))
 
 
 @pytest.fixture
@@ -122,12 +46,10 @@ def export(fixture: str, tmp_path: Path, version: str = "v1") -> Path:
 
 
 def runner_spec(service: str, package: Path, port: int, version: str = "v1", **kw: object) -> ReplicaSpec:
-    """A spec as orchestration/deployer.py builds it for an image runtime (host paths and host)."""
+    """A spec as app/services/deployer.py builds it: the runner on the package, the platform's variables."""
     env = {"ALGOSTAGE_SERVICE": service, "ALGOSTAGE_REPLICA": "1", "ALGOSTAGE_VERSION": version,
-           "ALGOSTAGE_COMMIT": "abc123", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    command = ["python", "-m", "orchestration.runner", "--package", str(package), "--port", str(port),
-               "--host", "127.0.0.1"]
-    return ReplicaSpec(service, 1, version, "abc123", package, port, command, env, **kw)
+           "ALGOSTAGE_COMMIT": "abc123"}
+    return ReplicaSpec(service, 1, version, "abc123", package, port, env=env, **kw)
 
 
 def timed_deploy(runtime: DockerRuntime, spec: ReplicaSpec, label: str = "") -> list[str]:
@@ -229,11 +151,10 @@ def test_redeploy_with_unchanged_requirements_reuses_the_dependency_layer(runtim
 
 
 def test_manifest_server_runs_inside_the_container(runtime: DockerRuntime, tmp_path: Path) -> None:
-    """custom_server's own uvicorn, with the host's --host 127.0.0.1 opened to 0.0.0.0."""
+    """custom_server's own uvicorn, its manifest command given the container's $PORT and $HOST (0.0.0.0)."""
     port = free_port()
     package = export("custom_server", tmp_path)
-    spec = ReplicaSpec("test-custom", 1, "v1", "abc123", package, port,
-                       ["python", "server.py", "--port", str(port), "--host", "127.0.0.1"], {"PYTHONUNBUFFERED": "1"})
+    spec = ReplicaSpec("test-custom", 1, "v1", "abc123", package, port, server="python server.py --port $PORT --host $HOST")
     timed_deploy(runtime, spec)
     ready(port)
     reply = httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": [{"b": 1, "a": 2}]}, timeout=30)

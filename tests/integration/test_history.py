@@ -1,5 +1,6 @@
-"""Call history over real calls (the fixture `hello` deployed on the supervisor runtime, each
-database backend) plus rows placed in time: filters, visibility by role, percentiles, CSV."""
+"""Call history over real calls (the fixtures `hello` and `hello-image` deployed on the supervisor
+runtime, each database backend) plus rows placed in time: filters, visibility by role, percentiles,
+CSV, and a video run recorded as one call with its frames inside."""
 from __future__ import annotations
 
 import csv
@@ -12,12 +13,15 @@ import pytest
 from sqlalchemy import delete
 
 from app.auth import Actor, Role
-from app.history import CallFilter
+from app.errors import Missing
+from app.history import VIDEO, CallFilter, to_csv
 from app.invoke import InvokeError
 from app.models import AlgorithmCall
 from app.platform import Platform
-from orchestration.deployer import DeployRequest
-from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER, service_platform
+from app.services.deployer import DeployRequest
+from app.showcase.inputs import InputData
+from app.storage import RESULTS_BUCKET
+from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER, demo_media, service_platform
 
 pytestmark = pytest.mark.timeout(900)
 FIXTURES = ROOT / "tests" / "fixtures" / "algorithms"
@@ -27,8 +31,9 @@ OTHER_VIEWER = Actor("someone-else", Role.VIEWER)
 @pytest.fixture(scope="module")
 def deployed(migrated_db_url: str, tmp_path_factory: pytest.TempPathFactory, shared_envs: Path) -> Iterator[Platform]:
     p = service_platform(migrated_db_url, tmp_path_factory.mktemp("history-home"), shared_envs)
-    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
-    p.deployer.deploy(OPERATOR, DeployRequest("hello", runtime="supervisor"))
+    for name in ("hello", "hello_image"):
+        p.catalog.upload(ADMIN, str(FIXTURES / name))
+        p.deployer.deploy(OPERATOR, DeployRequest(name.replace("_", "-"), runtime="supervisor"))
     yield p
     p.daemon.shutdown()
     p.close()
@@ -124,3 +129,47 @@ def test_csv_export_of_the_filtered_calls(history: Platform) -> None:
     assert rows[0]["params"].startswith('{"mode": "length"')
     assert rows[1]["created_at"] == "2026-01-01T00:00:00+00:00" and rows[1]["predict_ms"] == ""
     assert rows[1]["error"] == "boom"
+
+
+def test_a_video_run_is_one_call_with_its_frames_inside(history: Platform) -> None:
+    p = history
+    clip = InputData("clip.avi", "video", data=demo_media("vtest.avi").read_bytes())
+    result = p.showcase.run_video(VIEWER, "hello-image", clip, {"min_size": 2}, every_nth=10, max_frames=5)
+    assert result.complete and not result.cached
+
+    [row] = p.history.calls(ADMIN)
+    assert (row.kind, row.frames, row.status, row.input_ref, row.params) == (VIDEO, 5, "ok", "clip.avi", {"min_size": 2})
+    assert row.service == "hello-image" and row.version == "v1" and row.replica
+    assert row.video_key == result.video_key and row.total_ms == pytest.approx(result.wall_s * 1000, abs=1)
+    assert row.predict_ms == pytest.approx(sum(f["predict_ms"] for f in result.frames), abs=0.01)
+    assert row.frame_ms == pytest.approx(tuple(f["latency_ms"] for f in result.frames), abs=0.001)
+    frames = p.history.frames(VIEWER, row.id)
+    assert [f["frame"] for f in frames] == [0, 10, 20, 30, 40] and all(f["count"] == 1 for f in frames)
+    assert [f["latency_ms"] for f in frames] == list(row.frame_ms)
+    assert p.history.video(VIEWER, row.id) == p.objects.get(RESULTS_BUCKET, result.video_key)
+    [bucket] = p.history.latency(VIEWER)
+    assert bucket.count == 5 and bucket.total_p99 <= max(row.frame_ms)   # the frames' requests, not the run
+    with pytest.raises(Missing):
+        p.history.frames(OTHER_VIEWER, row.id)
+    with pytest.raises(Missing):
+        p.history.video(OTHER_VIEWER, row.id)
+
+    again = p.showcase.run_video(VIEWER, "hello-image", clip, {"min_size": 2}, every_nth=10, max_frames=5)
+    assert again.cached and len(p.history.calls(ADMIN)) == 1   # a cached run records nothing
+    p.showcase.run(VIEWER, "hello", "a plain call")
+    plain = p.history.calls(ADMIN)[0]
+    assert (plain.kind, plain.frames, plain.video_key) == ("call", None, None)
+    assert p.history.frames(VIEWER, plain.id) == [] and p.history.video(VIEWER, plain.id) is None
+    text = to_csv(p.history.calls(ADMIN))
+    header = text.splitlines()[0].split(",")
+    assert header[-3:] == ["kind", "frames", "video_key"] and "frame_ms" not in header
+
+    p.services.stop(OPERATOR, ["hello-image"])
+    try:
+        down = p.showcase.run_video(VIEWER, "hello-image", clip, {"min_size": 2}, every_nth=10, max_frames=5, force=True)
+    finally:
+        p.services.start(OPERATOR, ["hello-image"])
+    assert down.cached and down.error   # the cached run, with why it is shown
+    failed = p.history.calls(ADMIN, CallFilter(status="error"))
+    assert len(failed) == 1 and failed[0].kind == VIDEO and failed[0].frames == 0 and failed[0].error
+    assert len(p.history.calls(ADMIN)) == 3

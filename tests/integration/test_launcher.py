@@ -1,5 +1,6 @@
 """`up`, `status`, `down` and the command line against a real supervisord and Streamlit."""
 import json
+import os
 import time
 
 import httpx
@@ -91,4 +92,5 @@ def test_up_refuses_a_port_taken_by_another_process(tmp_path):
         env = platform_env(tmp_path / "home", port)
         proc = run_cli(env, "up")
         assert proc.returncode == 1 and f"port {port} is already in use" in proc.stderr
+        assert f"(pid {os.getpid()}: " in proc.stderr   # who holds it; not ours, so not ended
         run_cli(env, "down")

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from orchestration.errors import PortUnavailable
-from orchestration.ports import PortAllocator, host_port_free
+from app.services.ports import PortAllocator, host_port_free
 
 
 def allocator(platform, lo=18000, hi=18099, is_free=lambda p: True):

@@ -298,6 +298,43 @@ def test_garbage_image_400_then_still_serving(hello_image: RunnerProcess, client
     assert ok.status_code == 200
 
 
+def png_bomb(width: int, height: int) -> bytes:
+    """A real PNG of width x height 1-bit grey zeros: a few hundred KB that decode to width*height*3 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row, packer = b"\x00" * (1 + (width + 7) // 8), zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_and_deep_json_are_400_and_the_runner_serves_on(
+        hello: RunnerProcess, hello_image: RunnerProcess, client: httpx.Client) -> None:
+    """Issue 11, finding 7: a 60000x60000 PNG (OpenCV raised: a 500) and a 100,000-deep JSON body
+    (RecursionError: a 500) are the caller's mistakes: 400 naming why. A 9000x9000 PNG, which OpenCV
+    would have decoded into 243 MB, is refused by its header before any pixel is allocated."""
+    bomb = png_bomb(60_000, 60_000)
+    assert len(bomb) < 1_000_000
+    for blob, size in ((bomb, "60000x60000"), (png_bomb(9_000, 9_000), "9000x9000")):
+        r = client.post(f"{hello_image.url}/predict", content=blob, headers={"Content-Type": "image/png"})
+        assert r.status_code == 400, r.text
+        assert f"is {size} pixels, over the limit of 64,000,000" in r.json()["error"]
+    deep = b'{"inputs": ["x"], "params": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = client.post(f"{hello.url}/predict", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "JSON nested deeper than 64 levels", r.text
+    nested = {"inputs": ["x"], "params": {"n": 1}}
+    for _ in range(70):
+        nested = {"inputs": ["x"], "params": {"n": nested}}
+    r = client.post(f"{hello.url}/predict", json=nested)
+    assert r.status_code == 400 and "deeper than 64" in r.json()["error"]
+    ok = client.post(f"{hello_image.url}/predict", content=jpeg(16, 16), headers={"Content-Type": "image/jpeg"})
+    assert ok.status_code == 200 and client.post(f"{hello.url}/predict", json={"inputs": ["hi"]}).status_code == 200
+
+
 def test_json_body_on_image_task_400(hello_image: RunnerProcess, client: httpx.Client) -> None:
     r = client.post(f"{hello_image.url}/predict", json={"inputs": ["a"]})
     assert r.status_code == 400 and "raw JPEG/PNG" in r.json()["error"]
@@ -445,3 +482,51 @@ def test_usage_error_exit_2() -> None:
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "PORT": ""}, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "--port" in proc.stderr
+
+
+# --- request ids ----------------------------------------------------------------------------------
+
+def log_lines(runner: RunnerProcess, fragment: str) -> list[str]:
+    return [line for line in runner.log().splitlines() if fragment in line]
+
+
+def test_request_ids_are_echoed_and_logged_for_refused_and_failed_requests(raising: RunnerProcess,
+                                                                           client: httpx.Client) -> None:
+    [start] = log_lines(raising, "serving raise-in-predict")
+    assert "log level info" in start and "X-Request-Id" in start
+    ok = client.post(f"{raising.url}/predict", json={"inputs": ["fine"]}, headers={"X-Request-Id": "rid-ok-1"})
+    failed = client.post(f"{raising.url}/predict", json={"inputs": ["boom"]}, headers={"X-Request-Id": "rid-500-2"})
+    refused = client.post(f"{raising.url}/predict", content=b"{", headers={"X-Request-Id": "rid-400-3",
+                                                                              "Content-Type": "application/json"})
+    missing = client.get(f"{raising.url}/nowhere", headers={"X-Request-Id": "rid-404-4"})
+    health = client.get(f"{raising.url}/health", headers={"X-Request-Id": "rid-health-5"})
+    assert [r.status_code for r in (ok, failed, refused, missing, health)] == [200, 500, 400, 404, 200]
+    assert [r.headers.get("x-request-id") for r in (ok, failed, refused, missing, health)] == \
+        ["rid-ok-1", "rid-500-2", "rid-400-3", "rid-404-4", "rid-health-5"]
+    assert "x-request-id" not in client.get(f"{raising.url}/health").headers   # echoed, never invented
+    deadline = time.monotonic() + 5
+    while not log_lines(raising, "rid-404-4") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [error] = log_lines(raising, "request_id=rid-500-2")
+    assert " ERROR " in error and "POST /predict 500" in error
+    [warning] = log_lines(raising, "request_id=rid-400-3")
+    assert " WARNING " in warning and "POST /predict 400" in warning
+    assert "GET /nowhere 404" in log_lines(raising, "request_id=rid-404-4")[0]
+    assert log_lines(raising, "rid-ok-1") == [] and log_lines(raising, "rid-health-5") == []   # info: quiet
+
+
+def test_every_request_is_logged_with_its_id_at_debug_level(client: httpx.Client) -> None:
+    with RunnerProcess(FIXTURES / "hello", env={"ALGOSTAGE_LOG_LEVEL": "debug"}) as runner:
+        runner.wait_status("READY")
+        assert "log level debug" in log_lines(runner, "serving hello")[0]
+        for i in range(3):
+            r = client.post(f"{runner.url}/predict", json={"inputs": ["x"]}, headers={"X-Request-Id": f"dbg-{i}"})
+            assert r.status_code == 200 and r.headers["x-request-id"] == f"dbg-{i}"
+        client.get(f"{runner.url}/info", headers={"X-Request-Id": "dbg-info"})
+        deadline = time.monotonic() + 5
+        while not log_lines(runner, "dbg-info") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for i in range(3):
+            [line] = log_lines(runner, f"request_id=dbg-{i}")
+            assert " DEBUG " in line and "POST /predict 200" in line
+        assert "GET /info 200" in log_lines(runner, "request_id=dbg-info")[0]

@@ -16,9 +16,13 @@ from app.demo import seed_media
 from app.errors import PermissionDenied, ValidationFailed
 from app.models import AlgorithmCall
 from app.platform import Platform
-from app.showcase import Column, InputData, InputRef, Limits, ScenarioSpec, Showcase
+from app.jobs import JobState
+from app.showcase.inputs import InputData, InputRef, Limits
+from app.showcase.runs import Column
+from app.showcase.scenarios import ScenarioSpec
+from app.showcase.showcase import Showcase
 from app.storage import DEMO_BUCKET, RESULTS_BUCKET
-from orchestration.deployer import DeployRequest
+from app.services.deployer import DeployRequest
 from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER, service_platform
 
 pytestmark = pytest.mark.timeout(1200)
@@ -50,14 +54,15 @@ def calls(p: Platform, **where: object) -> int:
 
 def test_gallery_offers_demo_media_by_kind(deployed: Platform) -> None:
     sc = deployed.showcase
-    images = {str(i.ref) for i in sc.gallery("image")}
+    images = {str(i.ref) for i in sc.gallery(VIEWER, "image")}
     assert "demo-media/media/messi5.jpg" in images and not any(r.endswith(".avi") for r in images)
-    assert {"demo-media/media/vtest.avi", "demo-media/media/Megamind.avi"} <= {str(i.ref) for i in sc.gallery("video")}
-    texts = sc.gallery("text")
+    videos = {str(i.ref) for i in sc.gallery(VIEWER, "video")}
+    assert {"demo-media/media/vtest.avi", "demo-media/media/Megamind.avi"} <= videos
+    texts = sc.gallery(VIEWER, "text")
     assert len(texts) >= 8 and all(i.ref.line for i in texts)
     assert {i.ref.key for i in texts} == {f"text/{n}-{lang}.txt" for n in ("news", "reviews") for lang in ("en", "zh")}
     assert deployed.objects.stat(DEMO_BUCKET, "media/LICENSE-opencv-samples.txt") is not None  # kept, not offered
-    first = sc.load(texts[0].ref)
+    first = sc.load(VIEWER, texts[0].ref)
     assert first.kind == "text" and first.text and "\n" not in first.text
     assert {c.name: c.running for c in sc.services(VIEWER)} == {"face-detect": True, "sentiment-en": True}
 
@@ -106,11 +111,11 @@ def test_inputs_and_parameters_are_checked_before_any_call(deployed: Platform, t
     assert field == "file" and "truncated" in reason
     assert "unsupported type" in refused(sc.add_media, VIEWER, "doc.pdf", b"%PDF-1.7\n\x00\x01\x02binary")[0][1]
     assert "video" in refused(sc.add_media, VIEWER, "clip.avi", b"RIFF\x00\x10\x00\x00AVI LIST" + b"\x00" * 400)[0][1]
-    small = Showcase(deployed.sessions, deployed.invoker, deployed.objects, deployed.services, workdir=tmp_path,
-                     limits=Limits(max_upload_bytes=10_000))
+    small = Showcase(deployed.sessions, deployed.invoker, deployed.objects, deployed.services, deployed.jobs,
+                     workdir=tmp_path, limits=Limits(max_upload_bytes=10_000))
     assert "MiB" in refused(small.add_media, VIEWER, "big.jpg", jpeg)[0][1]
     assert "characters" in refused(small.add_text, VIEWER, "y" * 10_001)[0][1]
-    assert refused(sc.load, "demo-media/media/missing.jpg")[0][1].endswith("does not exist")
+    assert refused(sc.load, VIEWER, "demo-media/media/missing.jpg")[0][1].endswith("does not exist")
     assert calls(deployed) == before
 
     item = sc.add_media(VIEWER, "messi copy.jpg", jpeg)
@@ -162,21 +167,23 @@ def test_video_runs_frame_by_frame_into_a_playable_mp4_and_is_cached(deployed: P
     assert seen[0] == (0, 8) and seen[-1] == (8, 8)
     mp4 = deployed.objects.get(RESULTS_BUCKET, result.video_key)
     assert mp4[4:8] == b"ftyp" and b"avc1" in mp4[:4096]   # H.264 with the index first
-    assert calls(deployed, input_ref=f"{video} (video frame)") == 8
+    assert calls(deployed, input_ref=str(video)) == 1   # the run is one recorded call, its frames inside
 
     again = sc.run_video(VIEWER, "face-detect", video, {}, every_nth=5, max_frames=8)
     assert again.cached and again.frames == result.frames and again.video_key == result.video_key
-    assert calls(deployed, input_ref=f"{video} (video frame)") == 8
+    assert calls(deployed, input_ref=str(video)) == 1
 
     stop = threading.Event()
     stop.set()
     cancelled = sc.run_video(VIEWER, "face-detect", video, {}, every_nth=5, max_frames=8, force=True, cancel=stop)
     assert cancelled.cancelled and not cancelled.complete and len(cancelled.frames) < 8
 
-    job = sc.start_video(sc.plan_video(VIEWER, "face-detect", video, {"model": "lbp"}, max_frames=3))
-    assert job.wait(120) and job.error is None and job.result.complete and job.progress == (3, 3)
+    job_id = sc.start_video(VIEWER, sc.plan_video(VIEWER, "face-detect", video, {"model": "lbp"}, max_frames=3))
+    job = deployed.jobs.wait(VIEWER, job_id, 120)
+    assert job.state is JobState.DONE and job.error is None and job.result.complete and job.progress == (3, 3)
+    assert job.kind == "video" and job.owner == "viewer"
 
-    info, poster = sc.video_poster(sc.load(video))
+    info, poster = sc.video_poster(sc.load(VIEWER, video))
     assert (info.width, info.height, info.frames) == (720, 528, 270)
     assert media.decode_image(poster).shape == (528, 720, 3) and poster[:2] == b"\xff\xd8"
 
@@ -194,10 +201,10 @@ def test_compare_three_cascades_on_the_face_video_frame_by_frame(deployed: Platf
     video = InputRef(DEMO_BUCKET, "media/Megamind.avi")
     plans = sc.plan_video_compare(VIEWER, video, [Column("face-detect", {"model": m}) for m in MODELS],
                                   every_nth=10, max_frames=12)
-    job = sc.start_video_compare([plans], force=True)
-    assert job.wait(300) and job.error is None, job.error
+    job = deployed.jobs.wait(VIEWER, sc.start_video_compare(VIEWER, [plans], force=True), 300)
+    assert job.state is JobState.DONE and job.error is None, job.error
     [cmp] = job.result
-    assert job.stage == (3, 3) and job.progress == (12, 12)
+    assert (job.stage.index, job.stage.count, job.stage.name) == (3, 3, "face-detect") and job.progress == (12, 12)
     assert [c.params["model"] for c in cmp.columns] == list(MODELS) and cmp.task == "image.detection"
     assert all(r is not None and r.complete and len(r.frames) == 12 for r in cmp.results)
     assert all(deployed.objects.get(RESULTS_BUCKET, r.video_key)[4:8] == b"ftyp" for r in cmp.results)
@@ -209,8 +216,8 @@ def test_compare_three_cascades_on_the_face_video_frame_by_frame(deployed: Platf
     haar = cmp.pairs[0]   # the two Haar cascades find the same face in most frames
     assert haar.matched >= 6 and haar.mean_iou >= 0.5 and haar.agreement >= 0.5, haar
 
-    again = sc.start_video_compare([plans])   # every column from the video cache
-    assert again.wait(60) and all(r.cached for r in again.result[0].results)
+    again = deployed.jobs.wait(VIEWER, sc.start_video_compare(VIEWER, [plans]), 60)   # every column from the cache
+    assert again.finished and all(r.cached for r in again.result[0].results)
 
     # saved as a scenario with an image too: the image replays at once, the video is planned
     spec = ScenarioSpec(["demo-media/media/messi5.jpg", str(video)], [Column("face-detect", {"model": m}) for m in MODELS],
@@ -219,8 +226,8 @@ def test_compare_three_cascades_on_the_face_video_frame_by_frame(deployed: Platf
     assert [c.input.ref for c in sc.replay(VIEWER, "cascades, image and video")] == ["demo-media/media/messi5.jpg"]
     [video_plans] = sc.plan_replay_videos(VIEWER, "cascades, image and video")
     assert [p.cache_key for p in video_plans] == [p.cache_key for p in plans]   # the same frames, the same cache
-    replayed = sc.start_video_compare([video_plans, video_plans])
-    assert replayed.wait(60) and replayed.stage == (6, 6) and len(replayed.result) == 2
+    replayed = deployed.jobs.wait(VIEWER, sc.start_video_compare(VIEWER, [video_plans, video_plans]), 60)
+    assert replayed.finished and (replayed.stage.index, replayed.stage.count) == (6, 6) and len(replayed.result) == 2
     with pytest.raises(ValidationFailed, match="text input, not video frames"):
         sc.save_scenario(VIEWER, "wrong", ScenarioSpec([str(video)], [Column("sentiment-en")]))
     sc.delete_scenario(VIEWER, "cascades, image and video")
@@ -234,10 +241,63 @@ def test_compare_three_cascades_on_the_face_video_frame_by_frame(deployed: Platf
         sc.plan_video_compare(VIEWER, FACE, [Column("face-detect"), Column("face-detect")])
 
 
+def test_processes_with_redis_share_results_and_the_agents_health_checks(deployed: Platform) -> None:
+    """Issue 11 (Redis for shared state): two more processes' platforms over the same database
+    and one Redis. A run in one is a cached result in the other even once its call row is gone
+    (served by Redis); the agent's health round is what the other process's manager reports."""
+    import uuid
+
+    import redis as redis_client
+    from tests.integration.test_shared_state import REDIS_URL
+    environ = {**deployed.environ, "REDIS_URL": REDIS_URL}
+    first, second = (Platform.open(deployed.home, environ, migrate=False) for _ in range(2))
+    try:
+        text = f"a lovely demo {uuid.uuid4().hex}"
+        ran = first.showcase.run(VIEWER, "sentiment-en", text, {})
+        assert ran.ok and not ran.cached
+        with deployed.sessions() as s:
+            s.query(AlgorithmCall).filter(AlgorithmCall.id == ran.call_id).delete()
+            s.commit()
+        again = second.showcase.run(VIEWER, "sentiment-en", text, {})
+        assert again.cached and again.call_id == ran.call_id and again.outputs == ran.outputs
+
+        first.health_monitor.round()
+        views = second.services.list(VIEWER, resources=False)
+        published = first.shared.health.read([r.name for v in views for r in v.replicas])
+        assert published and second.services.health(VIEWER, views) == published   # same latencies: not re-probed
+    finally:
+        client = redis_client.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{first.shared.prefix}*"))
+        if keys:
+            client.delete(*keys)
+        first.close()
+        second.close()
+
+
+def test_what_one_call_stores_is_bounded(deployed: Platform) -> None:
+    """Issue 11, finding 6: one call stored a 5,000,163-byte output row, and a 10 MB string
+    parameter reached the service. Outputs over 1 MiB are kept as a note of their size (and are
+    not served from the cache); parameters over 64 KB are refused before any call."""
+    from app.invoke import MAX_STORED_OUTPUT_BYTES
+    target = deployed.invoker.target(VIEWER, "sentiment-en")
+    call_id = deployed.invoker.record(VIEWER, target, {}, input_ref="big", input_hash="h-big",
+                                      output={"outputs": ["x" * 5_000_000]}, error="", total_ms=1.0,
+                                      predict_ms=1.0, replica="algo-sentiment-en-1")
+    with deployed.sessions() as s:
+        stored = s.get(AlgorithmCall, call_id).output
+    assert "outputs" not in stored and stored["omitted"]["bytes"] > 5_000_000
+    assert stored["omitted"]["limit"] == MAX_STORED_OUTPUT_BYTES and len(str(stored)) < 1000
+    before = calls(deployed)
+    with pytest.raises(ValidationFailed) as refused:
+        deployed.invoker.invoke(VIEWER, "sentiment-en", ["fine"], {"note": "y" * 10_000_000})
+    assert refused.value.problems[0].field == "params" and "64 KB" in str(refused.value)
+    assert calls(deployed) == before
+
+
 def test_scenarios_replay_cached_and_survive_a_stopped_then_removed_service(deployed: Platform) -> None:
     sc = deployed.showcase
     typed = sc.add_text(VIEWER, "What a wonderful, delightful day!")
-    line = next(i.ref for i in sc.gallery("text") if i.ref.key == "text/reviews-en.txt")
+    line = next(i.ref for i in sc.gallery(VIEWER, "text") if i.ref.key == "text/reviews-en.txt")
     spec = ScenarioSpec([str(typed.ref), str(line)], [Column("sentiment-en"), Column("sentiment-en", {"threshold": 0.9})])
     saved = sc.save_scenario(VIEWER, "demo day", spec)
     assert saved.created_by == "viewer" and saved.spec.columns[0].params == {"threshold": 0.05}

@@ -7,8 +7,8 @@ from pathlib import Path
 import git
 import pytest
 
-from app.archive import ArchiveLimits
-from app.sources import SourceError, fetch_source
+from app.catalog.archive import ArchiveLimits
+from app.catalog.sources import SourceError, fetch_source
 from tests import hostile_archives as ha
 
 PACKAGE = {"algorithm.yaml": "name: demo\n", "predict.py": "def predict(x):\n    return x\n",

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from orchestration.errors import NotFound
+from orchestration.builder import EnvironmentBuilder
 from orchestration.runtime import ReplicaSpec, ServiceState
 from orchestration.supervisor import SupervisorRuntime, tail
 from orchestration.supervisord import SupervisorDaemon
@@ -17,16 +18,16 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def runtime(tmp_path):
+def runtime(tmp_path, shared_envs):
     daemon = SupervisorDaemon(tmp_path / "home")
-    rt = SupervisorRuntime(daemon)
+    rt = SupervisorRuntime(daemon, EnvironmentBuilder(shared_envs))
     yield rt
     daemon.shutdown()
 
 
 def http_spec(tmp_path, port, index=1, **kw) -> ReplicaSpec:
     return ReplicaSpec("web", index, "v1", "abc", tmp_path, port,
-                       [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], **kw)
+                       server=f"{sys.executable} -m http.server --bind $HOST $PORT", **kw)
 
 
 def wait_state(rt, name, state, timeout=20.0):
@@ -110,7 +111,7 @@ def test_kill_minus_nine_is_restarted_by_supervisord(runtime, tmp_path):
 
 def test_a_program_that_crashes_at_start_reaches_fatal_with_its_log(runtime, tmp_path):
     spec = ReplicaSpec("crash", 1, "v1", "abc", tmp_path, free_port(),
-                       [sys.executable, "-c", "import sys; print('boom: no model', file=sys.stderr); sys.exit(3)"])
+                       server=f"{sys.executable} -c \"import sys; print('boom: no model', file=sys.stderr); sys.exit(3)\"")
     runtime.deploy(spec, lambda line: None)
     st = wait_state(runtime, "algo-crash-1", ServiceState.FATAL, timeout=60)
     assert "boom: no model" in runtime.logs("algo-crash-1", 5, "stderr")

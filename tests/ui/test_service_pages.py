@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.auth import Actor, Role
 from app.platform import Platform
-from orchestration.deployer import DeployRequest
+from app.services.deployer import DeployRequest
 from orchestration.runtime import ServiceState
 from tests.conftest import ROOT, empty_tables, private_port_range, wait_ready
 from tests.integration.test_platform_services import crashable_package
@@ -65,7 +65,7 @@ def test_deploy_page_offers_algorithms_versions_runtimes_and_deploys(env: Platfo
     assert algorithm.options == ["crash-in-setup — Crash in setup (fixture)", "hello — Hello (fixture)"]
     algorithm.set_value("hello").run()
     assert at.selectbox[1].options == ["v2", "v1"] and at.selectbox[1].value == 2
-    assert at.radio[0].options == ["supervisor", "docker"] and at.radio[0].value == "supervisor"
+    assert at.radio[0].options == ["supervisor", "docker", "swarm"] and at.radio[0].value == "supervisor"
     assert by_label(at.number_input, "Replicas").value == 1
     assert by_label(at.number_input, "Memory per replica (MiB)").value == 256  # the manifest's 256m
 
@@ -104,7 +104,8 @@ def test_deploy_page_with_an_unreachable_container_engine_says_so(env: Platform,
     at.radio[0].set_value("docker").run()
     at.button[0].click().run()
     assert not at.exception
-    assert at.status[0].state == "error" and "failed at start" in at.status[0].label
+    # the image is built in the build phase (before any replica starts), where the engine is first needed
+    assert at.status[0].state == "error" and "failed at build" in at.status[0].label
     assert len(at.error) == 1
     assert at.error[0].value.startswith("container engine at unix:///nonexistent.sock is not reachable")
     assert env.services.list(OPERATOR) == [] and env.ports.reservations() == {}
@@ -147,7 +148,7 @@ def test_manage_page_status_actions_logs_history_and_ports(env: Platform) -> Non
     at.run()
     assert table_row(at, "hello")["State"] == "🟢 RUNNING"
 
-    logs_tab, history_tab, _, ports_tab = at.tabs
+    logs_tab, _, history_tab, _, ports_tab = at.tabs   # logs, routing, history, settings, ports
     log_text = "\n".join(c.value for c in logs_tab.code)
     assert "hello is READY" in log_text and "Shutting down" in log_text  # stderr: started, stopped, started
     history = history_tab.dataframe[0].value.to_dict("records")
@@ -183,7 +184,7 @@ def test_docker_runtime_from_the_deploy_and_manage_pages(env: Platform, monkeypa
     """Both runtimes from the pages: hello deployed in a container (Podman's Docker API), then
     stopped, started, restarted and removed on the manage page; nothing is left behind."""
     import docker
-    from tests.integration.test_docker_runtime import DOCKER_HOST
+    from tests.engines import DOCKER_HOST
     monkeypatch.setenv("DOCKER_HOST", DOCKER_HOST)
     env.catalog.upload(ADMIN, str(FIXTURES / "hello"))
     at = page("deploy.py").run()

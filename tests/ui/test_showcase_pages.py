@@ -11,9 +11,10 @@ from streamlit.testing.v1 import AppTest
 
 from app.auth import Actor, Role
 from app.demo import seed_media
+from app.jobs import JobState, Jobs
 from app.models import AlgorithmCall, Scenario
 from app.platform import Platform
-from orchestration.deployer import DeployRequest
+from app.services.deployer import DeployRequest
 from tests.conftest import ADMIN, OPERATOR, ROOT, service_platform
 
 pytestmark = pytest.mark.timeout(900)
@@ -67,10 +68,17 @@ def metric(at: AppTest, label: str) -> list[str]:
     return [m.value for m in at.metric if m.label == label]
 
 
+def page_jobs() -> Jobs:
+    """The jobs of the platform the pages use (one per process and home, components.session):
+    pages keep only job ids."""
+    from components.session import platform
+    return platform().jobs
+
+
 def test_showcase_runs_typed_text_then_answers_from_the_cache(env: Platform) -> None:
     at = page("showcase.py").run()
     assert not at.exception and at.title[0].value == "Showcase"
-    assert at.selectbox(key="sc-task").options == ["image.detection", "text.classification"]
+    assert at.selectbox(key="sc-task").options == ["Object detection", "Text classification"]   # tasks by name
     at.selectbox(key="sc-task").set_value("text.classification").run()
     assert at.multiselect[0].value == ["hello"]
     type_text(at, "hello world")
@@ -96,15 +104,15 @@ def test_showcase_draws_boxes_on_a_demo_image_and_runs_a_video_with_progress(env
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.get("image")   # the annotated image
-    boxes = next(d.value for d in at.dataframe if "x" in d.value.columns)
-    assert boxes[["x", "y", "Label"]].values.tolist() == [[0, 0, "image"]]
+    boxes = next(tb.value for tb in at.table if "Label" in tb.value.columns)   # a whole table, not a grid
+    assert boxes[["Label", "Box (x, y · w×h)"]].values.tolist() == [["image", "0, 0 · 548×342"]]
 
     at.selectbox(key="sc-input-gallery").set_value("demo-media/media/Megamind.avi").run()
     at.number_input[1].set_value(4).run()   # at most 4 frames
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    job = at.session_state["sc-video"]["hello-image"]
-    assert job.wait(60) and job.error is None
+    job = page_jobs().wait(VIEWER, at.session_state["sc-video"]["hello-image"], 60)
+    assert job.state is JobState.DONE and job.error is None
     at.run()
     assert not at.exception and not at.error
     assert metric(at, "Frames") == ["4/4"] and metric(at, "Detections") == ["4"]
@@ -182,9 +190,9 @@ def test_compare_page_runs_two_columns_over_a_video_and_replays_it_as_a_scenario
     assert not at.exception and not at.error, [e.value for e in at.error]
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    names, job = at.session_state["cmp-video"]
-    assert names == ["hello-image", "hello-image"]
-    assert job.wait(60) and job.error is None
+    job = page_jobs().wait(VIEWER, at.session_state["cmp-video"], 60)
+    assert [c.service for c in job.result[0].columns] == ["hello-image", "hello-image"]
+    assert job.state is JobState.DONE and job.error is None
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert metric(at, "Frames") == ["3/3", "3/3"]
@@ -201,12 +209,13 @@ def test_compare_page_runs_two_columns_over_a_video_and_replays_it_as_a_scenario
     assert any("video, 3 frames" in s.value for s in at.success), [e.value for e in at.error]
     [saved] = env.showcase.scenarios(VIEWER)
     assert (saved.spec.inputs, saved.spec.every_nth, saved.spec.max_frames) == (
-        ["demo-media/media/Megamind.avi"], 1, 3)
+        ["demo-media/media/Megamind.avi"], 3, 3)   # the sampled preview's every 3rd frame
 
     at = page("compare.py").run()
     next(b for b in at.button if b.label == "Replay").click().run()
-    names, job = at.session_state["cmp-video"]
-    assert names == ["hello-image", "hello-image"] and job.wait(60) and job.error is None
+    job = page_jobs().wait(VIEWER, at.session_state["cmp-video"], 60)
+    assert [c.service for c in job.result[0].columns] == ["hello-image", "hello-image"]
+    assert job.state is JobState.DONE and job.error is None
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert metric(at, "Frames") == ["3/3", "3/3"]

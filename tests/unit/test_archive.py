@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.archive import ArchiveError, ArchiveLimits, extract_archive
+from app.catalog.archive import ArchiveError, ArchiveLimits, extract_archive
 from tests import hostile_archives as ha
 
 SMALL = ArchiveLimits(max_entries=20, max_total_bytes=4 * ha.MiB, max_file_bytes=1 * ha.MiB)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.manifest import load_manifest, validate_params
-from app.sources import check_requirements
+from app.catalog.manifest import load_manifest, validate_params
+from app.catalog.sources import check_requirements
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demo_data"

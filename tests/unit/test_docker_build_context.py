@@ -1,5 +1,6 @@
-"""The docker runtime's pure parts: build contexts, generated Dockerfile, command/env translation,
-state mapping, and the contract's edge cases against a fake client (no engine needed)."""
+"""The docker runtime's pure parts: build contexts, generated Dockerfile, how a ReplicaSpec is
+rendered into a container (argv, environment, ports), state mapping, and the contract's edge cases
+against a fake client (no engine needed)."""
 from __future__ import annotations
 
 import io
@@ -12,7 +13,7 @@ import pytest
 from orchestration.builder import BuildOptions
 from orchestration.docker import (
     CODE_DIR, PACKAGE_DIR, DockerRuntime, build_args, build_context, container_command, container_env,
-    generated_dockerfile, image_tag,
+    generated_dockerfile, image_tag, published_address,
 )
 from orchestration.errors import BackendUnavailable, DeployError, NotFound
 from orchestration.runtime import ReplicaSpec, Resources, ServiceState
@@ -52,14 +53,11 @@ def package(tmp_path: Path) -> Path:
     return p
 
 
-def spec_for(package: Path, command: list[str] | None = None, **kw: object) -> ReplicaSpec:
-    command = command or ["python", "-m", "orchestration.runner", "--package", str(package),
-                          "--port", "18123", "--host", "127.0.0.1"]
-    defaults = dict(env={"PYTHONPATH": str(ROOT), "PATH": "/host/venv/bin:/usr/bin", "GREETING": "hi",
-                         "DATA": f"{package}/samples"},
-                    resources=Resources(0.5, 256), requirements_hash="0123456789abcdef")
+def spec_for(package: Path, server: str | None = None, **kw: object) -> ReplicaSpec:
+    defaults = dict(env={"GREETING": "hi", "ALGOSTAGE_SERVICE": "hello"}, resources=Resources(0.5, 256),
+                    requirements_hash="0123456789abcdef")
     defaults.update(kw)
-    return ReplicaSpec("hello", 1, "v1", "abc123", package, 18123, command, **defaults)
+    return ReplicaSpec("hello", 1, "v1", "abc123", package, 18123, server=server, **defaults)
 
 
 def test_generated_dockerfile_installs_dependencies_before_copying_source() -> None:
@@ -109,7 +107,7 @@ def test_package_dockerfile_is_used_with_the_package_as_context(package: Path, r
     assert not [n for n in files if n.startswith(("samples/", "opt/", "requirements/", ".git/"))]
 
 
-def test_runner_command_and_env_are_translated_into_the_container(package: Path) -> None:
+def test_the_runner_spec_is_rendered_for_the_container(package: Path) -> None:
     spec = spec_for(package)
     assert container_command(spec, own_dockerfile=False) == [
         "python", "-m", "orchestration.runner", "--package", PACKAGE_DIR, "--port", "18123", "--host", "0.0.0.0"]
@@ -117,15 +115,20 @@ def test_runner_command_and_env_are_translated_into_the_container(package: Path)
     env = container_env(spec, own_dockerfile=False)
     assert env["PYTHONPATH"] == CODE_DIR and env["PATH"].startswith("/opt/venv/bin:")
     assert env["PORT"] == "18123" and env["HOST"] == "0.0.0.0" and env["GREETING"] == "hi"
-    assert env["DATA"] == f"{PACKAGE_DIR}/samples"
+    assert not [v for v in env.values() if str(package) in v]  # nothing of the platform's host leaks in
     assert "PYTHONPATH" not in container_env(spec, own_dockerfile=True)
 
 
-def test_server_command_runs_as_given_with_host_opened(package: Path) -> None:
-    spec = spec_for(package, ["uvicorn", "main:app", "--host", "127.0.0.1", "--port", "18123"])
+def test_a_server_command_gets_its_port_and_an_open_host(package: Path) -> None:
+    spec = spec_for(package, "uvicorn main:app --host $HOST --port ${PORT}")
     assert container_command(spec, False) == ["uvicorn", "main:app", "--host", "0.0.0.0", "--port", "18123"]
-    spec = spec_for(package, ["python3", "-m", "http.server", "18123"])
+    spec = spec_for(package, "python3 -m http.server $PORT")
     assert container_command(spec, True) == ["python3", "-m", "http.server", "18123"]
+
+
+@pytest.mark.parametrize(("host", "published"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", ""), ("10.1.2.3", "10.1.2.3")])
+def test_the_port_is_published_on_the_replicas_host(package: Path, host: str, published: str) -> None:
+    assert published_address(spec_for(package, host=host)) == published
 
 
 def test_image_tag_names_service_version_and_requirements(package: Path, runner_dir: Path) -> None:
@@ -199,19 +202,31 @@ class FakeAPI:
         return self.output
 
 
+class FakeImages:
+    def __init__(self, api: FakeAPI) -> None:
+        self.api = api
+
+    def get(self, tag: str) -> object:
+        if not any(b["tag"] == tag for b in self.api.builds):
+            raise docker.errors.ImageNotFound(f"no image {tag}")
+        return object()
+
+
 class FakeClient:
     """The part of docker.DockerClient the runtime uses."""
 
     def __init__(self, *containers: FakeContainer, build_output: list[dict] | None = None) -> None:
         self.containers = FakeContainers(*containers)
         self.api = FakeAPI(build_output if build_output is not None else [{"stream": "Step 1\nStep"}, {"stream": " 2\n"}])
+        self.images = FakeImages(self.api)
 
 
 def test_deploy_builds_the_package_dockerfile_and_creates_the_container(package: Path, runner_dir: Path) -> None:
     (package / "Dockerfile").write_text("FROM scratch\n")
     client, lines = FakeClient(FakeContainer("algo-hello-1", "running")), []
     runtime = DockerRuntime(client, runner_dir=runner_dir, environ={})
-    runtime.deploy(spec_for(package), lines.append)
+    endpoint = runtime.deploy(spec_for(package), lines.append)
+    assert endpoint.url == "http://127.0.0.1:18123"
     build = client.api.builds[0]
     assert build["dockerfile"] == "Dockerfile" and build["tag"] == "algostage/hello:v1-0123456789ab"
     assert files_of(build["fileobj"].getvalue())["Dockerfile"] == b"FROM scratch\n"
@@ -223,6 +238,7 @@ def test_deploy_builds_the_package_dockerfile_and_creates_the_container(package:
     assert kw["labels"] == {"algostage.service": "hello", "algostage.replica": "1", "algostage.version": "v1",
                             "algostage.commit": "abc123", "algostage.managed": "true"}
     assert client.containers.by_name["algo-hello-1"].calls == ["start"]  # the old one was replaced
+    assert runtime.build(spec_for(package), lines.append) is False and len(client.api.builds) == 1  # image reused
 
 
 def test_build_error_is_a_deploy_error_with_the_log(package: Path, runner_dir: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.codestore.base import CodeStoreError
-from app.codestore.gitea import GiteaClient, GiteaCodeStore
+from app.catalog.codestore.base import CodeStoreError
+from app.catalog.codestore.gitea import GiteaClient, GiteaCodeStore
 
 TOKEN = "0123456789abcdef-secret-token"
 BASE = "https://gitea.example.com/git"      # Gitea under a sub-path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import app.manifest
+import app.catalog.manifest
 from orchestration.runner import manifest as rm
 from orchestration.runner.manifest import (Manifest, ManifestError, ParamError, ParamSpec, Task, load_manifest,
                                            parse_manifest, validate_params)
@@ -114,6 +114,23 @@ def test_resources_are_checked() -> None:
     assert parse_manifest(manifest_with(resources="{memory: 300}")).resources.memory_mb == 300
 
 
+def test_sizes_are_bounded() -> None:
+    """Issue 11, finding 6: an upload accepted a 1 MB title, 20,000 params and memory: 999999g."""
+    many = "".join(f"p{i}: {{type: int}}\n" for i in range(20_000))
+    assert problems_of(manifest_with(many)) == {"params": "20,000 parameters; at most 100"}
+    assert problems_of(manifest_with(title="t" * 1_000_000)) == {"title": "is 1,000,000 characters long; at most 200"}
+    assert "at most 1024g" in problems_of(manifest_with(resources="{memory: 999999g}"))["resources.memory"]
+    assert set(problems_of(manifest_with(description="d" * 20_001, tags="[" + "a, " * 33 + "a]"))) == {
+        "description", "tags"}
+    edge = parse_manifest(manifest_with("".join(f"p{i}: {{type: int}}\n" for i in range(100)), title="t" * 200,
+                                        resources="{memory: 1024g}"))
+    assert len(edge.params) == 100 and edge.resources.memory_mb == 1024 * 1024
+    note = parse_manifest(manifest_with("note: {type: string}\n"))
+    with pytest.raises(ParamError, match="is 10,000,000 characters long; at most 65,536"):
+        validate_params(note, {"note": "y" * 10_000_000})
+    assert validate_params(note, {"note": "y" * 65_536})["note"] == "y" * 65_536
+
+
 @pytest.mark.parametrize("name,ok", [("ab", True), ("face-detect-2", True), ("a", False), ("-ab", False),
                                      ("ab-", False), ("Ab", False), ("a_b", False), ("a" * 63, True),
                                      ("a" * 64, False)])
@@ -197,6 +214,64 @@ def test_params_schema_is_json_schema() -> None:
     assert schema["properties"]["model"]["enum"] == ["default", "alt2"]
 
 
+# --- texts per language, what a score means, a suggested demo -------------------------------------
+
+LOCALIZED = DESIGN_EXAMPLE + """
+score: {kind: neighbours, min: 1, help: raw detections grouped into the box}
+labels: {face: a face}
+demo:
+  input: media/faces.jpg
+  columns: [{model: default}, {model: alt2, min_neighbors: 3}]
+i18n:
+  zh:
+    title: 人脸检测
+    params:
+      scale_factor: {label: 缩放步长, help: 图像金字塔的缩放步长}
+      model: {choices: {alt2: 备选}}
+    score: 合并到框里的原始检测数
+    labels: {face: 人脸}
+"""
+
+
+def test_localized_manifest_takes_the_language_texts_and_keeps_the_rest() -> None:
+    m = parse_manifest(LOCALIZED)
+    zh = m.localized("zh")
+    assert (zh.title, zh.description) == ("人脸检测", "Finds faces.")      # untranslated: the top-level text
+    assert zh.params["scale_factor"].display("scale_factor") == "缩放步长"
+    assert zh.params["scale_factor"].help == "图像金字塔的缩放步长"
+    assert zh.params["min_neighbors"].display("min_neighbors") == "min_neighbors"
+    assert [zh.params["model"].choice_label(c) for c in ("default", "alt2")] == ["default", "备选"]
+    assert zh.score.kind == "neighbours" and zh.score.help == "合并到框里的原始检测数" and zh.score.min == 1
+    assert (zh.label("face"), m.label("face"), zh.label("cat")) == ("人脸", "a face", "cat")
+    assert zh.params["model"].default == "default" and zh.params == zh.localized("zh").params
+    assert m.localized("fr") is m and m.title == "Face detection (Haar cascade)"   # the original is unchanged
+
+
+def test_texts_demo_and_score_are_checked_against_the_manifest() -> None:
+    bad = LOCALIZED.replace("scale_factor: {label", "scale: {label").replace("alt2: 备选", "alt3: 备选") \
+        .replace("{model: alt2, min_neighbors: 3}", "{model: alt9, speed: 3}").replace("  zh:", "  Chinese:")
+    problems = problems_of(bad.replace("kind: neighbours", "kind: votes"))
+    assert set(problems) == {"score.kind", "i18n.Chinese"}    # field errors first, all of them
+    problems = problems_of(bad.replace("  Chinese:", "  zh:"))
+    assert problems == {
+        "i18n.zh.params.scale": "no such parameter; known: scale_factor, min_neighbors, model",
+        "i18n.zh.params.model.choices.alt3": "not a choice of the parameter",
+        "demo.columns.1.model": 'must be one of ["default", "alt2"], got \'alt9\'',
+        "demo.columns.1.speed": "unknown parameter; known: scale_factor, min_neighbors, model"}
+    assert "params.m.choice_labels.x" in problems_of(manifest_with("""
+        m: {type: enum, choices: [a, b], choice_labels: {x: X}}
+    """))
+
+
+def test_manifests_without_the_new_fields_stay_valid_and_round_trip() -> None:
+    old = parse_manifest(DESIGN_EXAMPLE)
+    assert (old.score, old.demo, old.i18n, old.labels) == (None, None, {}, {})
+    assert old.localized("zh") is old
+    m = parse_manifest(LOCALIZED)
+    assert Manifest.model_validate(m.model_dump(mode="json", exclude_none=True)) == m
+    assert m.params_schema()["properties"]["scale_factor"]["description"] == "image pyramid step"
+
+
 # --- call parameters ----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -268,8 +343,8 @@ def test_numeric_params_with_choices() -> None:
 # --- packaging ----------------------------------------------------------------------------------
 
 def test_app_manifest_re_exports_the_runner_module() -> None:
-    assert app.manifest.Manifest is rm.Manifest and app.manifest.load_manifest is rm.load_manifest
-    assert app.manifest.ManifestError is rm.ManifestError
+    assert app.catalog.manifest.Manifest is rm.Manifest and app.catalog.manifest.load_manifest is rm.load_manifest
+    assert app.catalog.manifest.ManifestError is rm.ManifestError
 
 
 def test_runner_package_does_not_import_app() -> None:

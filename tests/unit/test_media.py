@@ -300,3 +300,9 @@ def test_frame_summary_for_ocr_and_classification():
         {"frame": 0, "count": 1, "mean_score": 0.5, "latency_ms": None}]
     assert frame_summary([{"label": "cat", "score": 0.75}], "image.classification") == [
         {"frame": 0, "count": 1, "mean_score": 0.75, "label": "cat", "latency_ms": None}]
+
+
+@pytest.mark.parametrize("score, shown", [(21.0, "face 21"), (21, "face 21"), (0.8523, "face 0.85"), (None, "face")])
+def test_a_box_label_shows_a_count_as_a_whole_number_and_a_probability_with_two_decimals(score, shown):
+    from app.media import _fmt_score
+    assert f"face {_fmt_score(score)}".strip() == shown

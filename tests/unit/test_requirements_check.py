@@ -2,7 +2,7 @@
 allowed), invalid lines always are, and each message names its line."""
 import pytest
 
-from app.sources import check_requirements
+from app.catalog.sources import check_requirements
 
 REDIRECTS = [
     "--index-url https://evil.example/simple",

@@ -1,9 +1,11 @@
 """Pure helpers of the result views (components/results.py, components/video_compare_view.py)."""
 from __future__ import annotations
 
-from app.showcase import Column
-from app.video_compare import VideoPairSummary
-from components.results import column_labels, highlight
+from app.showcase.runs import Column
+from app.showcase.video_compare import VideoPairSummary
+import pytest
+
+from components.results import column_labels, highlight, literal
 from components.video_compare_view import video_pair_row
 
 
@@ -23,10 +25,19 @@ def test_highlight_escapes_text_and_marks_entities() -> None:
 
 
 def test_video_pair_row_for_boxes_and_labels() -> None:
-    labels = ["1. a", "2. b"]
     boxes = video_pair_row(VideoPairSummary(0, 1, 10, matched=4, only_left=2, only_right=0, mean_iou=0.8,
-                                            frames_agreeing=7), labels)
-    assert boxes["Pair"] == "1. a ↔ 2. b" and boxes["Frames compared"] == 10
+                                            frames_agreeing=7))
+    assert boxes["Pair"] == "1 ↔ 2" and boxes["Frames compared"] == 10   # the numbers of the column headings
     assert (boxes["Box agreement"], boxes["Frames in full agreement"], boxes["Mean IoU"]) == ("80%", "7/10", 0.8)
-    labelled = video_pair_row(VideoPairSummary(0, 1, 4, label_agreement=0.75), labels)
+    labelled = video_pair_row(VideoPairSummary(0, 1, 4, label_agreement=0.75))
     assert labelled["Same label"] == "75%" and "Box agreement" not in labelled
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("#", r"\#"), ("1. Haar", r"1\. Haar"), ("- x", r"\- x"), ("*x* _y_", r"\*x\* \_y\_"), ("14:05", r"14\:05"),
+    ("[a](b)", r"\[a\](b)"), ("<b>", r"\<b\>"), ("Box (x, y · w×h)", "Box (x, y · w×h)"), ("0.95", "0.95"),
+    ("-0.5", r"\-0.5"), ("北京", "北京"),
+])
+def test_table_cells_are_escaped_to_read_literally(text: str, shown: str) -> None:
+    """st.table renders Markdown: a "#" header was an empty heading."""
+    assert literal(text) == shown

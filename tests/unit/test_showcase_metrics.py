@@ -8,9 +8,9 @@ import pytest
 
 from app.errors import ValidationFailed
 from app.history import CallRow, choose_bucket, latency_buckets, percentile, to_csv
-from app.compare_metrics import (entity_overlap, iou, label_agreement, line_overlap, match_boxes, pair_summary,
+from app.showcase.metrics import (entity_overlap, iou, label_agreement, line_overlap, match_boxes, pair_summary,
                                  result_count)
-from app.showcase import InputRef, media_kind
+from app.showcase.inputs import InputRef, media_kind
 
 
 def box(x: float, y: float, w: float, h: float, label: str = "face") -> dict:

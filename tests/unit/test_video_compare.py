@@ -1,4 +1,4 @@
-"""Frame-by-frame comparison of video runs (app.video_compare), on hand-made results."""
+"""Frame-by-frame comparison of video runs (app.showcase.video_compare), on hand-made results."""
 from __future__ import annotations
 
 import threading
@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from app.showcase import Column, VideoResult
-from app.video_compare import compare_results, frames_by_index, run_columns, run_comparisons, video_pair_summary
+from app.showcase.runs import Column
+from app.showcase.video import VideoResult
+from app.showcase.video_compare import compare_results, frames_by_index, run_columns, run_comparisons, video_pair_summary
 
 
 def box(x: float, y: float, w: float = 10, h: float = 10, label: str = "face") -> dict[str, Any]:

@@ -1,9 +1,13 @@
 """Chinese sentiment with SnowNLP (task text.classification).
 
-Result per text: {"label": "positive"|"neutral"|"negative", "score": scores[label],
-"scores": {"positive": p, "neutral": n, "negative": 1 - p}} where p is SnowNLP's probability that
-the text is positive and n is 1 at the threshold falling to 0 at the edge of the neutral band
-(0 outside it). A blank text has no evidence: p = 0.5.
+Result per text: {"label": "positive"|"neutral"|"negative", "score": scores[label], "scores",
+"probability"}. `probability` is SnowNLP's probability p that the text is positive (a blank text
+has no evidence: p = 0.5). The label: neutral when p lies within `neutral_band` of the threshold,
+else positive at or above the threshold and negative below it.
+
+`scores` says how strongly the evidence points to each label, so that the label is always the
+top one: how far p lies past the threshold for its side (0 for the other) against the band's
+width for neutral, normalised to sum to 1 (exactly at the threshold with no band: 1 for the label).
 """
 from __future__ import annotations
 
@@ -27,13 +31,18 @@ class Algorithm:
         return float(self._snownlp(text).sentiments)
 
 
+def label_of(p: float, threshold: float, neutral_band: float) -> str:
+    """Neutral inside the band around `threshold`, else by the side of it `p` lies on."""
+    if abs(p - threshold) < neutral_band:
+        return "neutral"
+    return "positive" if p >= threshold else "negative"
+
+
 def classify(p: float, threshold: float, neutral_band: float) -> dict[str, Any]:
-    """The label for probability `p`: neutral inside the band around `threshold`, else by side."""
-    distance = abs(p - threshold)
-    neutral = 1.0 - distance / neutral_band if neutral_band > 0 and distance < neutral_band else 0.0
-    scores = {"positive": p, "neutral": neutral, "negative": 1.0 - p}
-    if neutral > 0.0:
-        label = "neutral"
-    else:
-        label = "positive" if p >= threshold else "negative"
-    return {"label": label, "score": scores[label], "scores": scores}
+    """The label for probability `p`, with scores whose top is that label."""
+    label = label_of(p, threshold, neutral_band)
+    past = p - threshold
+    raw = {"positive": max(past, 0.0), "neutral": neutral_band, "negative": max(-past, 0.0)}
+    total = sum(raw.values())
+    scores = {k: v / total for k, v in raw.items()} if total > 0 else {k: float(k == label) for k in raw}
+    return {"label": label, "score": scores[label], "scores": scores, "probability": p}

@@ -1,0 +1,1 @@
+"""Algorithm packages: manifests, archives, sources, the code store and the catalog of versions."""

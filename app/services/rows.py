@@ -1,0 +1,23 @@
+"""The one place a service row is looked up by name (DESIGN: one repository function, not the
+same query in every module)."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.interfaces import LoaderOption
+
+from app.errors import Message, Missing, Problem
+from app.models import AlgorithmService
+
+
+def find_service(s: Session, name: str, *options: LoaderOption) -> AlgorithmService | None:
+    """The service called `name` (with the given loader options), or None."""
+    return s.scalar(select(AlgorithmService).where(AlgorithmService.name == name).options(*options))
+
+
+def get_service(s: Session, name: str, *options: LoaderOption) -> AlgorithmService:
+    """The service called `name`; ValidationFailed ("service") when there is none."""
+    svc = find_service(s, name, *options)
+    if svc is None:
+        raise Missing([Problem("service", Message("service.missing", "no service {name!r}", name=name))])
+    return svc
