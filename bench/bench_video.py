@@ -9,7 +9,7 @@
     again in predict, drawn and written as H.264 → what the pipeline itself costs.
 (b) through HTTP: the runner (`python -m orchestration.runner --package demo_data/algorithms/person-detect`)
     and run_video with a keep-alive httpx client posting raw JPEG bodies, `--in-flight` at a time
-    → fps ratio b/a (target >= 0.9) and whole run incl. the annotated video vs (a) (target <= 1.3x).
+    → fps ratio b/a (target >= 0.95) and whole run incl. the annotated video vs (a) (target <= 1.1x).
 
 The machine is shared: `--repeat` rounds run a, (p), b back to back, and the targets are judged on
 the median of the per-round ratios (each b compared with the a just before it), with the load
@@ -45,8 +45,8 @@ from app.media import (H264Writer, VideoRun, decode_image, encode_jpeg, iter_fra
 from orchestration.runner.__main__ import tune_malloc  # noqa: E402
 
 PACKAGE = ROOT / "demo_data" / "algorithms" / "person-detect"
-TARGET_FPS_RATIO = 0.9
-TARGET_TIME_RATIO = 1.3
+TARGET_FPS_RATIO = 0.95   # issue 15 (was 0.9)
+TARGET_TIME_RATIO = 1.1   # issue 15 (was 1.3)
 
 
 def video_path() -> Path:
