@@ -9,9 +9,10 @@ under `--cache-dir`, reused while its requirements are unchanged. Each peer serv
 of its own per workload:
 - **text**: `tests/fixtures/algorithms/hello`'s `Algorithm.predict` on `["hello world"]` with the
   manifest's defaults; `wrk -t2 -c32 -d<duration>s --latency` → req/s, p50, p99.
-- **image**: a 640x480 photo-like JPEG (quality 90, bench_runner's frame) decoded with
-  `cv2.imdecode` and passed to `tests/fixtures/algorithms/hello_image`'s predict; one keep-alive
-  `httpx.Client` posts the (pre-encoded) body `--calls` times after 20 warm-up calls → median, p95.
+- **image**: a 640x480 photo-like JPEG (quality 90, bench_runner's frame) decoded as the runner
+  decodes it (simplejpeg, libjpeg-turbo; OpenCV for anything else) and passed to
+  `tests/fixtures/algorithms/hello_image`'s predict; one keep-alive `httpx.Client` posts the
+  (pre-encoded) body `--calls` times after 20 warm-up calls → median, p95.
 Rounds run every peer once, in an order rotated each round; the runner's ratios are taken against
 each peer within a round, then the median of the rounds is reported. Prints a markdown section;
 `--write` puts it into docs/BENCHMARKS.md under "## Runner against peers" (only that section).
@@ -55,14 +56,14 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(16 << 20), "MALLOC_TRIM_THRESHOLD_":
 TEXT_BODY = {"inputs": ["hello world"]}
 TARGET_TEXT_VS_STARLETTE, TARGET_JPEG_VS_FASTAPI = 0.85, 0.95
 UVICORN = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-CV = ["numpy==2.4.6", "opencv-python-headless==4.14.0.94"]
+CV = ["numpy==2.4.6", "opencv-python-headless==4.14.0.94", "simplejpeg==1.9.0"]  # the runner's decoders
 STACK = ["starlette==1.10.0", "uvicorn[standard]==0.54.0", *CV]
 
 # --- the peers' apps (written into the cache dir; every one imports peer_common) ----------------
 
 PEER_COMMON = '''"""Shared by the peer apps: the fixture algorithms, their defaults, numpy to plain JSON."""
 import importlib.util, os, time
-import cv2, numpy as np
+import cv2, numpy as np, simplejpeg
 
 FIXTURES = os.environ["BENCH_FIXTURES"]
 MODE = os.environ["BENCH_MODE"]  # text | image
@@ -94,6 +95,12 @@ def plain(o):
 
 
 def decode(blob):
+    """As the runner decodes (orchestration/runner/images.py): JPEG through simplejpeg, else OpenCV."""
+    if blob[:3] == b"\\xff\\xd8\\xff":
+        try:
+            return simplejpeg.decode_jpeg(blob, colorspace="BGR")
+        except ValueError:
+            pass
     return cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
 
 
@@ -584,8 +591,8 @@ def report(rounds: list[dict[str, dict[str, float]]], peers: list[Peer], meta: d
              f"{len(rounds)} rounds (peer order rotated each round); load average (1 min) at the start of each "
              f"round: {', '.join(loads)}. One worker each. Text: `wrk -t2 -c32 -d{args.duration}s` posting "
              f"one text to the fixture `hello` (wrk shares the 2 cores). JPEG: one keep-alive httpx client, "
-             f"{args.calls} posts of the same 640x480 JPEG (quality 90, {meta['jpeg_kb']} KB), decoded with "
-             "`cv2.imdecode` and passed to the fixture `hello_image`. Medians of the rounds; runner ÷ peer "
+             f"{args.calls} posts of the same 640x480 JPEG (quality 90, {meta['jpeg_kb']} KB), decoded "
+             "as the runner decodes it (simplejpeg; OpenCV for what it does not take) and passed to the fixture `hello_image`. Medians of the rounds; runner ÷ peer "
              "ratios per round in brackets (req/s: above 1 the runner is faster; JPEG time: below 1 it is).", "",
              "| peer | versions | wire (text / image) | process model | text req/s | runner ÷ peer req/s | "
              "p50 / p99 ms | JPEG median / p95 ms | runner ÷ peer JPEG time |",
