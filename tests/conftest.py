@@ -138,7 +138,12 @@ def shared_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def private_port_range() -> str:
-    low = free_port() // 100 * 100 % 40000 + 20000
+    """100 ports for a test platform's replicas, between 20000 and 31999: below the kernel's
+    ephemeral range (32768-60999 here), whose ports any outgoing connection (a database pool's, a
+    client's) may take between the platform's check that a port is free and the replica's bind —
+    that made a replica FATAL with "address already in use" in a CI run. Which block: chosen from
+    a fresh ephemeral port, so successive platforms spread over the 120 blocks."""
+    low = 20000 + free_port() // 2 % 120 * 100   # // 2: bind(0) hands out ports of one parity
     return f"{low}-{low + 99}"
 
 

@@ -20,7 +20,7 @@ from app.platform import Platform
 from orchestration.processes import start_time
 from orchestration.runtime import ServiceState
 from orchestration.supervisord import SupervisorDaemon
-from tests.conftest import ADMIN, ROOT, free_port, wait_ready
+from tests.conftest import ADMIN, ROOT, free_port, private_port_range, wait_ready
 from tests.support_platform import RunningPlatform, processes_mentioning, run_cli, start_platform, stop_platform
 
 pytestmark = pytest.mark.timeout(900)
@@ -40,10 +40,9 @@ os.execv(sys.executable, [sys.executable, "-m", "orchestration.runner", "--packa
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, shared_envs: Path) -> Iterator[RunningPlatform]:
-    low = free_port() // 100 * 100 % 40000 + 20000
     p = start_platform(tmp_path_factory.mktemp("platform") / "home", free_port(),
                        ALGOSTAGE_ENV_DIR=str(shared_envs),
-                       ALGOSTAGE_PORT_RANGE=f"{low}-{low + 99}")
+                       ALGOSTAGE_PORT_RANGE=private_port_range())
     yield p
     stop_platform(p)
 
