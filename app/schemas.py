@@ -4,10 +4,14 @@ a field is added, never renamed or removed. Times are ISO 8601 strings as Python
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, create_model
+
+from app.history import CallRow
 
 Time = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str)]
 
@@ -17,6 +21,22 @@ class Shape(BaseModel):
 
     def json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class _RecordShape(Shape):
+    @classmethod
+    def of(cls, record: Any) -> _RecordShape:
+        return cls.model_validate(record, from_attributes=True)
+
+
+def record_shape(record: type, *, leave_out: Collection[str] = ()) -> type[_RecordShape]:
+    """A Shape with the fields of the dataclass `record` but those named in `leave_out`: in its
+    order, with its types (a datetime as `Time`), each one required; `of(r)` reads them from a
+    record. The record stays the one place that names them."""
+    hints = get_type_hints(record)
+    fields: dict[str, Any] = {f.name: (Time if hints[f.name] is datetime else hints[f.name], ...)
+                              for f in dataclasses.fields(record) if f.name not in leave_out}
+    return create_model(f"{record.__name__}Fields", __base__=_RecordShape, __module__=__name__, **fields)
 
 
 # --- errors ------------------------------------------------------------------------------------------
@@ -223,25 +243,9 @@ class InvokeOut(Shape):
                    predict_ms=r.predict_ms, replica=r.replica, call_id=r.call_id)
 
 
-class CallOut(Shape):
-    id: int
-    created_at: Time
-    service: str
-    version: str
-    user: str
-    status: str
-    total_ms: float
-    predict_ms: float | None
-    replica: str
-    input_ref: str
-    params: dict[str, Any]
-    error: str
-
-    @classmethod
-    def of(cls, c: Any) -> CallOut:
-        return cls(id=c.id, created_at=c.created_at, service=c.service, version=c.version, user=c.user,
-                   status=c.status, total_ms=c.total_ms, predict_ms=c.predict_ms, replica=c.replica,
-                   input_ref=c.input_ref, params=c.params, error=c.error)
+# A recorded call without the details of a video run. (A comment: a docstring would be the schema's description.)
+class CallOut(record_shape(CallRow, leave_out=("kind", "frames", "video_key", "frame_ms", "frame_predict_ms"))):
+    pass
 
 
 # --- settings, users, keys ----------------------------------------------------------------------------------
