@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -13,21 +12,10 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.integration.test_runner import FIXTURES, RunnerProcess, jpeg, metric, png
+from tests.runner_process import FIXTURES, RunnerProcess, jpeg, metric, png, ready_runner
 
-
-@pytest.fixture(scope="module")
-def hello() -> Iterator[RunnerProcess]:
-    with RunnerProcess(FIXTURES / "hello", env={"ALGOSTAGE_VERSION": "v3"}) as runner:
-        runner.wait_status("READY")
-        yield runner
-
-
-@pytest.fixture(scope="module")
-def hello_image() -> Iterator[RunnerProcess]:
-    with RunnerProcess(FIXTURES / "hello_image") as runner:
-        runner.wait_status("READY")
-        yield runner
+hello = ready_runner("hello", ALGOSTAGE_VERSION="v3")
+hello_image = ready_runner("hello_image")
 
 
 def client_of(runner: RunnerProcess) -> triton.InferenceServerClient:
