@@ -6,7 +6,7 @@ session's environments through ALGOSTAGE_ENV_DIR."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -15,6 +15,7 @@ from tests.conftest import ROOT, free_port
 from tests.support_platform import RunningPlatform, start_platform, stop_platform
 
 ARTIFACTS = ROOT / "test-artifacts"
+DEMO = ROOT / "demo_data" / "algorithms"
 # A loaded CI machine (2 cores, load 10+) takes seconds for one Streamlit rerun; while it runs, the
 # elements of the previous run are still on the page beside the new ones. An assertion waits for
 # the page to settle up to 20 s (Playwright's default is 5 s); a passing one returns at once.
@@ -67,6 +68,15 @@ def open_page(page: Page, title: str) -> None:
 def services(running: RunningPlatform) -> dict[str, dict]:
     out = running.cli("services", "--json", check=True).stdout
     return {s["name"]: s for s in json.loads(out)}
+
+
+def deploy_demos(running: RunningPlatform, names: Sequence[str]) -> None:
+    """Upload and deploy the demo packages `names` through the command line; fails unless the
+    platform's services are then exactly these, all RUNNING."""
+    for name in names:
+        running.cli("upload", str(DEMO / name), check=True)
+        running.cli("deploy", name, check=True, timeout=600)
+    assert {n: s["state"] for n, s in services(running).items()} == dict.fromkeys(names, "RUNNING")
 
 
 def pick(page: Page, label: str, option: str, nth: int = 0) -> None:

@@ -31,12 +31,10 @@ from playwright.sync_api import Locator, Page, expect
 
 from app.catalog.manifest import load_manifest
 from app.services.config import SERVICE_SPECS
-from tests.conftest import ROOT
-from tests.e2e.conftest import ARTIFACTS, open_page, services
+from tests.e2e.conftest import ARTIFACTS, DEMO, deploy_demos, open_page
 from tests.e2e.test_showcase_browser import FRAME_SPREAD, chart, choose, idle, metric, no_exception, traces
 from tests.support_platform import RunningPlatform
 
-DEMO = ROOT / "demo_data" / "algorithms"
 DEPLOYED = ("sentiment-en", "face-detect", "person-detect")
 RUN = 120_000          # ms: one call, or a comparison of three
 VIDEO_RUN = 300_000    # ms: three columns over a short video
@@ -55,10 +53,7 @@ def platform_settings(shared_envs: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def ui(page: Page, running: RunningPlatform) -> Page:
     """The browser, once the three services are deployed through the command line."""
-    for name in DEPLOYED:
-        running.cli("upload", str(DEMO / name), check=True)
-        running.cli("deploy", name, check=True, timeout=600)
-    assert {n: s["state"] for n, s in services(running).items()} == dict.fromkeys(DEPLOYED, "RUNNING")
+    deploy_demos(running, DEPLOYED)
     return page
 
 

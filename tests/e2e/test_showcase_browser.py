@@ -14,11 +14,9 @@ from playwright.sync_api import Locator, Page, expect
 
 from app.i18n import term
 from components.results import entity_color
-from tests.conftest import ROOT
-from tests.e2e.conftest import ARTIFACTS, open_page, services
+from tests.e2e.conftest import ARTIFACTS, deploy_demos, open_page
 from tests.support_platform import RunningPlatform
 
-DEMO = ROOT / "demo_data" / "algorithms"
 DEPLOYED = ("sentiment-zh", "ner-zh", "face-detect", "person-detect")
 RUN = 120_000       # ms: one call, or the first frames of a video
 VIDEO_RUN = 240_000  # ms: a whole (short) video run
@@ -45,10 +43,7 @@ def platform_settings(shared_envs: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def showcase(page: Page, running: RunningPlatform) -> Page:
     """The Showcase page, once the four services are deployed through the command line."""
-    for name in DEPLOYED:
-        running.cli("upload", str(DEMO / name), check=True)
-        running.cli("deploy", name, check=True, timeout=600)
-    assert {n: s["state"] for n, s in services(running).items()} == dict.fromkeys(DEPLOYED, "RUNNING")
+    deploy_demos(running, DEPLOYED)
     open_page(page, "Showcase")
     page.get_by_text("Demo input").wait_for(timeout=60_000)
     return page
