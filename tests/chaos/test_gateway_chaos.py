@@ -29,7 +29,7 @@ import sqlalchemy
 import yaml
 
 from tests.chaos.load import Load
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, private_port_range
 from tests.support_platform import RunningPlatform, start_platform, stop_platform
 
 pytestmark = pytest.mark.timeout(900)
@@ -42,8 +42,7 @@ INTERVAL_S = 1.0
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, shared_envs: Path) -> Iterator[RunningPlatform]:
     home = tmp_path_factory.mktemp("chaos") / "home"
-    low = free_port() // 100 * 100 % 30000 + 30000
-    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=f"{low}-{low + 99}", ALGOSTAGE_ENV_DIR=str(shared_envs),
+    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=private_port_range(), ALGOSTAGE_ENV_DIR=str(shared_envs),
                        ALGOSTAGE_GATEWAY_PORT=str(free_port()), ALGOSTAGE_HEALTH_INTERVAL_S=str(INTERVAL_S),
                        ALGOSTAGE_HEALTH_TIMEOUT_S="0.5")
     p.cli("upload", str(FIXTURES / "hello"), check=True)

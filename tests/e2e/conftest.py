@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, private_port_range
 from tests.support_platform import RunningPlatform, start_platform, stop_platform
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -40,9 +40,8 @@ def platform_settings() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             platform_settings: dict[str, str]) -> Iterator[RunningPlatform]:
-    low = free_port() // 100 * 100 % 30000 + 30000
     home = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2]) / "home"
-    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=f"{low}-{low + 99}", **platform_settings)
+    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=private_port_range(), **platform_settings)
     yield p
     stop_platform(p)
 

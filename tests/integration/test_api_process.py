@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, private_port_range
 from tests.support_platform import RunningPlatform, start_platform, stop_platform
 
 pytestmark = pytest.mark.timeout(900)
@@ -30,8 +30,7 @@ PASSWORD = "a-long-password"
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, shared_envs: Path) -> Iterator[RunningPlatform]:
     home = tmp_path_factory.mktemp("api") / "home"
-    low = free_port() // 100 * 100 % 30000 + 30000
-    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=f"{low}-{low + 99}", ALGOSTAGE_ENV_DIR=str(shared_envs))
+    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=private_port_range(), ALGOSTAGE_ENV_DIR=str(shared_envs))
     for user, role in (("otto", "operator"), ("vera", "viewer")):
         p.cli("user", "add", user, "--role", role, "--password", PASSWORD, check=True)
     yield p

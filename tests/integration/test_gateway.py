@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, private_port_range
 from tests.support_platform import RunningPlatform, start_platform, stop_platform
 
 pytestmark = pytest.mark.timeout(600)
@@ -24,8 +24,7 @@ CACHE_S = 5   # nginx keeps a key check's answer this long
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, shared_envs: Path) -> Iterator[RunningPlatform]:
     home = tmp_path_factory.mktemp("gateway") / "home"
-    low = free_port() // 100 * 100 % 30000 + 30000
-    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=f"{low}-{low + 99}", ALGOSTAGE_ENV_DIR=str(shared_envs),
+    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=private_port_range(), ALGOSTAGE_ENV_DIR=str(shared_envs),
                        ALGOSTAGE_GATEWAY_PORT=str(free_port()), ALGOSTAGE_GATEWAY_RATE="5",
                        ALGOSTAGE_GATEWAY_BURST="5")
     p.cli("upload", str(FIXTURES / "hello"), check=True)

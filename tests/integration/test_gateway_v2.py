@@ -15,7 +15,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, private_port_range
 from tests.support_platform import RunningPlatform, start_platform, stop_platform
 
 pytestmark = pytest.mark.timeout(600)
@@ -25,8 +25,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "algorithms"
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, shared_envs: Path) -> Iterator[RunningPlatform]:
     home = tmp_path_factory.mktemp("gateway-v2") / "home"
-    low = free_port() // 100 * 100 % 30000 + 30000
-    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=f"{low}-{low + 99}", ALGOSTAGE_ENV_DIR=str(shared_envs),
+    p = start_platform(home, free_port(), ALGOSTAGE_PORT_RANGE=private_port_range(), ALGOSTAGE_ENV_DIR=str(shared_envs),
                        ALGOSTAGE_GATEWAY_PORT=str(free_port()))
     p.cli("upload", str(FIXTURES / "hello"), check=True)
     p.cli("deploy", "hello", check=True, timeout=600)
