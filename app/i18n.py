@@ -889,6 +889,8 @@ ERRORS: dict[str, dict[str, str]] = {
     "image.push_failed.hint": {"zh": "镜像仓库 {registry} 是否已运行，且容器引擎能否访问它？"},
     "swarm.did_not_start": {"zh": "Swarm 服务 {name} 未能启动：{error}"},
     "swarm.rolled_back": {"zh": "Swarm 已将 {name} 回滚：{error}"},
+    "swarm.setup_failed": {"zh": "Swarm 服务 {name}：{version} 的 setup() 失败"},
+    "scale.not_healthy": {"zh": "{cluster} 未能在 {seconds:g} 秒内运行 {replicas} 个健康的任务；已缩回到 {before} 个"},
     "swarm.not_healthy": {"zh": "Swarm 服务 {name} 未能在 {seconds:g} 秒内运行 {replicas} 个 {version} 的健康任务"},
     "swarm.no_node": {"zh": "Swarm 中没有节点 {node!r}"},
     "swarm.not_manager": {"zh": "位于 {host} 的引擎不是 Swarm 管理节点"},

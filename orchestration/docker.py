@@ -120,10 +120,13 @@ def requirements_hash(package_dir: Path, runner_dir: Path = RUNNER_DIR) -> str:
 
 
 def image_tag(spec: ReplicaSpec, runner_dir: Path = RUNNER_DIR) -> str:
-    """`algostage/<service>:<version>-<requirements hash[:12]>`."""
+    """`algostage/<service>:<version>-<commit[:10]>-<requirements hash[:12]>`. The commit belongs in
+    it: the image holds the package's code, and a version tag alone is not unique (an algorithm
+    removed and uploaded again starts at v1 anew; another platform may share the registry)."""
     digest = spec.requirements_hash or requirements_hash(spec.package_dir, runner_dir)
     version = re.sub(r"[^A-Za-z0-9_.-]", "-", spec.version or "latest")
-    return f"algostage/{spec.service}:{version}-{digest[:12]}"
+    commit = re.sub(r"[^A-Za-z0-9]", "", spec.commit)[:10]
+    return f"algostage/{spec.service}:{version}-{commit + '-' if commit else ''}{digest[:12]}"
 
 
 def build_args(options: BuildOptions, environ: Mapping[str, str] = os.environ) -> dict[str, str]:

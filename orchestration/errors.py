@@ -124,6 +124,11 @@ class DeployError(OrchestrationError):
         self.log = log
 
 
+
+class RolledBack(DeployError):
+    """A cluster rolled an update back on its own (a new task failed): the previous version serves again."""
+
+
 class Conflict(OrchestrationError):
     """The action collides with one in progress (a second deploy of the same service)."""
     code = "conflict"

@@ -75,6 +75,13 @@ def wait_settled(status: Callable[[str], ServiceState], names: Iterable[str], ti
         time.sleep(poll_s)
 
 
+def slot_of(name: str) -> tuple[str, int | None]:
+    """A cluster replica's name `<cluster service>.<slot>` → (cluster service, slot); any other
+    name → (name, None). A cluster service's name has no dot (Docker's rule for service names)."""
+    service, dot, slot = name.rpartition(".")
+    return (service, int(slot)) if dot and service and slot.isdigit() else (name, None)
+
+
 def replica_name(service: str, index: int) -> str:
     """Predictable external name of a replica: supervisor program and container `algo-{slug}-{n}`."""
     return f"{NAME_PREFIX}{service}-{index}"

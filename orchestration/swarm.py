@@ -40,20 +40,22 @@ from docker.types import (ContainerSpec, EndpointSpec, Healthcheck, Placement, R
 from orchestration.builder import build_options
 from orchestration.docker import (DEFAULT_BASE_IMAGE, DockerRuntime, engine_errors, epoch, image_tag, not_deployed,
                                   why_unreachable)
-from orchestration.errors import BackendUnavailable, DeployError, Message, NotFound
+from orchestration.errors import BackendUnavailable, DeployError, Message, NotFound, RolledBack
 from orchestration.registry import RuntimeContext
-from orchestration.runtime import (Endpoint, LogSink, NodeStatus, ReplicaSpec, ReplicaStatus, ServiceState,
-                                   TaskEndpoint, Usage)
+from orchestration.runner import SETUP_FAILED_EXIT
+from orchestration.runtime import (Endpoint, LogSink, NodeStatus, ReplicaSpec, ReplicaStatus,
+                                   ServiceState, TaskEndpoint, Usage, slot_of)
 from orchestration.workload import CONTAINER_PORT, LABEL, Probe, Workload, drained, image_ref, workload_of
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
 DEFAULT_NETWORK = "algostage"
 NS = 1_000_000_000
 POLL_S = 0.5
-SLOT = re.compile(r"^(?P<service>.+)\.(?P<slot>[0-9]+)$")
 REPLICAS_LABEL = f"{LABEL}.replicas"      # the count `start` brings a stopped service back to
 NAMING_LABEL = f"{LABEL}.naming"          # "slots" (deploy_service) or "service" (deploy)
 AVAILABILITIES = ("active", "pause", "drain")
+# a task whose setup() failed exits (orchestration/runner/server.py): the swarm sees it fail at once
+EXIT_ON_SETUP_FAILURE = "ALGOSTAGE_EXIT_ON_SETUP_FAILURE"
 RUNNING_TASK = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
 _STARTING = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 
@@ -66,12 +68,6 @@ def create(ctx: RuntimeContext) -> SwarmRuntime:
     return SwarmRuntime(docker_host=ctx.setting("ALGOSTAGE_SWARM_HOST") or builder.docker_host, builder=builder,
                         registry=ctx.setting("ALGOSTAGE_SWARM_REGISTRY") or DEFAULT_REGISTRY,
                         network=ctx.setting("ALGOSTAGE_SWARM_NETWORK") or DEFAULT_NETWORK)
-
-
-def split(name: str) -> tuple[str, int | None]:
-    """`algo-x.3` → ("algo-x", 3); a name without a slot → (name, None)."""
-    m = SLOT.match(name)
-    return (m["service"], int(m["slot"])) if m else (name, None)
 
 
 class SwarmRuntime:
@@ -186,7 +182,8 @@ class SwarmRuntime:
     def _service_args(self, w: Workload, name: str, publish: int | None, naming: str) -> dict[str, Any]:
         p = w.policies
         container = ContainerSpec(
-            w.image, command=drained(w), env=dict(w.env), labels=dict(w.labels), init=True,
+            w.image, command=drained(w), labels=dict(w.labels), init=True,
+            env={**w.env, EXIT_ON_SETUP_FAILURE: "1", "ALGOSTAGE_REPLICA": "{{.Task.Slot}}"},
             stop_grace_period=p.stop_grace_s * NS,
             healthcheck=Healthcheck(test=w.health_command, interval=w.probe.interval_s * NS,
                                     timeout=w.probe.timeout_s * NS, retries=w.probe.retries,
@@ -229,8 +226,12 @@ class SwarmRuntime:
             state = update.get("State", "")
             if state.startswith("rollback") or state == "paused":
                 self._wait_rolled_back(name, on_change)
-                raise DeployError(Message("swarm.rolled_back", "the swarm rolled {name} back: {error}", name=name,
+                raise RolledBack(Message("swarm.rolled_back", "the swarm rolled {name} back: {error}", name=name,
                                           error=update.get("Message", state)), phase="start",
+                                  log=self._failures(name, version))
+            if created and self._setup_failed(name, version):
+                raise DeployError(Message("swarm.setup_failed", "swarm service {name}: setup() of {version} failed",
+                                          name=name, version=version), phase="start",
                                   log=self._failures(name, version))
             current = [t for t in found.values() if t.version == version]
             if len(current) == replicas == len(found) and (created or state in ("completed", "")):
@@ -242,6 +243,12 @@ class SwarmRuntime:
                                           "of {version} within {seconds:g} s", name=name, replicas=replicas,
                                           version=version, seconds=timeout), phase="start", log=self._failures(name, version))
             self._sleep(POLL_S)
+
+    def _setup_failed(self, name: str, version: str) -> bool:
+        """A task of `version` exited because its setup() failed: final, the swarm's retries will not mend it."""
+        return any(self._version(t) == version and t["Status"].get("State") == "failed" and
+                   (t["Status"].get("ContainerStatus") or {}).get("ExitCode") == SETUP_FAILED_EXIT
+                   for t in self._tasks(name))
 
     def _wait_rolled_back(self, name: str, on_change: Callable[[dict[str, TaskEndpoint]], None]) -> None:
         """Follow the swarm's rollback until it is over (bounded), so the previous version serves again."""
@@ -281,7 +288,7 @@ class SwarmRuntime:
 
     def scale(self, name: str, replicas: int) -> None:
         """Run `replicas` tasks of the service (of slot `name`'s service); NotFound if it is not deployed."""
-        service = self._service(split(name)[0])
+        service = self._service(slot_of(name)[0])
         spec = service.attrs["Spec"]
         spec["Mode"] = {"Replicated": {"Replicas": replicas}}
         if replicas:
@@ -290,19 +297,19 @@ class SwarmRuntime:
             self.client.api.update_service(service.id, service.version, **self._spec_args(spec))
 
     def start(self, name: str) -> None:
-        service = self._service(split(name)[0])
+        service = self._service(slot_of(name)[0])
         if self._replicas(service) == 0:
             self.scale(service.name, int(service.attrs["Spec"].get("Labels", {}).get(REPLICAS_LABEL, "1")))
 
     def stop(self, name: str) -> None:
-        service = self._find(split(name)[0])
+        service = self._find(slot_of(name)[0])
         if service is not None and self._replicas(service):
             self.scale(service.name, 0)
             self._wait_gone(service.name)
 
     def restart(self, name: str) -> None:
         """A rolling restart: every task replaced (new first), as an update of the same definition."""
-        service = self._service(split(name)[0])
+        service = self._service(slot_of(name)[0])
         if self._replicas(service) == 0:
             return self.start(name)
         spec = service.attrs["Spec"]
@@ -313,7 +320,7 @@ class SwarmRuntime:
     def remove(self, name: str) -> None:
         """Stopped first (scaled to 0, its tasks followed until their containers ended: once the
         service is gone its tasks can no longer be read), then removed."""
-        service = self._find(split(name)[0])
+        service = self._find(slot_of(name)[0])
         if service is None:
             return
         try:
@@ -344,7 +351,7 @@ class SwarmRuntime:
             self._sleep(POLL_S)
 
     def status(self, name: str) -> ReplicaStatus:
-        service_name, slot = split(name)
+        service_name, slot = slot_of(name)
         service = self._find(service_name)
         if service is None:
             return ReplicaStatus(name, ServiceState.STOPPED, exists=False)
@@ -392,7 +399,11 @@ class SwarmRuntime:
         return out
 
     def endpoints(self, name: str) -> dict[str, TaskEndpoint]:
-        """The running tasks of service `name` by slot name, each at its node's address and published port."""
+        """The running tasks of service `name` by slot name, each at its node's address and published
+        port; for a slot name (`algo-x.2`), that slot's task only."""
+        service, slot = slot_of(name)
+        if slot is not None:   # a swarm service's name has no dot
+            return {k: v for k, v in self.endpoints(service).items() if k == name}
         addresses = self._node_addresses()
         names = self._node_names()
         out: dict[str, TaskEndpoint] = {}
@@ -408,7 +419,7 @@ class SwarmRuntime:
 
     def logs(self, name: str, lines: int = 200, stream: str = "stdout") -> str:
         """The last `lines` lines of the service's tasks (of the slot's tasks for a slot name)."""
-        service_name, slot = split(name)
+        service_name, slot = slot_of(name)
         service = self._find(service_name)
         if service is None:
             return ""

@@ -8,6 +8,15 @@ version, runtime and each phase's time.
 Traffic moves through the routing table: `switch` records the new replicas with the endpoints
 their runtime returned and publishes them, then withdraws the old ones; `retire` removes the old
 replicas only after that. What a replica runs is said by a ReplicaSpec; the runtime renders it.
+
+On a cluster runtime (`ClusterRuntime`: the swarm) the version runs as one cluster service of N
+tasks, `algo-{slug}` (a canary's beside it: `algo-{slug}-{tag}`), and its replicas are the task
+slots `algo-{slug}.{n}`. **start** creates it, or rolls it to the version: the cluster starts each
+new task first, gates it on its health check and rolls the update back itself when one fails
+(RolledBack: the old version serves on). While it rolls, the serving slots' rows follow their
+tasks (`_follow`), so the gateway sends calls where a task answers. **switch** then records the
+slots; **retire** removes only replicas of other names (a trial's service, another runtime's).
+A failure before the switch removes a service this run created, or rolls back one it updated.
 """
 from __future__ import annotations
 
@@ -34,11 +43,13 @@ from app.services.config import ServiceConfigStore
 from app.services.ports import PortAllocator
 from app.services.routing import Router
 from app.services.rows import find_service, get_service
-from orchestration.errors import Conflict, DeployError, OrchestrationError
+from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack
 from orchestration.health import wait_ready
 from orchestration.locks import file_lock
-from orchestration.runtime import Endpoint, ReplicaSpec, Resources, Runtime, ServiceState, wait_settled
+from orchestration.runtime import (NAME_PREFIX, ClusterRuntime, Endpoint, ReplicaSpec, Resources, Runtime,
+                                   ServiceState, TaskEndpoint, slot_of, wait_settled)
 from orchestration.smoke import check_contract
+from orchestration.workload import LABEL
 
 PHASES = ("export", "build", "start", "smoke", "switch", "retire")
 MAX_REPLICAS = 16
@@ -80,6 +91,15 @@ class ScaleResult:
 class DeployEvent:
     phase: str
     message: str
+
+
+@dataclass(frozen=True)
+class _New:
+    """A replica this run started: its name, index and port, and where it answers once started."""
+    name: str
+    index: int
+    port: int
+    endpoint: Endpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -150,14 +170,60 @@ class Deployer:
         with self._service_lock(name):
             svc = self._scalable(name)
             serving = sorted((r for r in svc.replica_rows if r.version_id == svc.version_id), key=lambda r: r.index)
+            runtime = self._runtime(svc.runtime)
+            if isinstance(runtime, ClusterRuntime) and serving and slot_of(serving[0].backend_name)[1] is not None:
+                return self._scale_cluster(svc, runtime, slot_of(serving[0].backend_name)[0], serving, replicas,
+                                           progress)
             if replicas > len(serving):
                 req = DeployRequest(name, svc.version.number, svc.runtime, replicas - len(serving),
                                     dict(svc.environment or {}), _resources(svc.resources))
                 run = _Run(self, actor, self._plan(req), req, progress, adding=True)
                 run.execute()
-                return ScaleResult(name, replicas, [spec.name for spec, _ in run.new], [])
+                return ScaleResult(name, replicas, [n.name for n in run.new], [])
             removed = self._shrink(svc, serving[replicas:])
             return ScaleResult(name, replicas if removed else len(serving), [], removed)
+
+    def _scale_cluster(self, svc: AlgorithmService, runtime: ClusterRuntime, cluster: str,
+                       serving: list[ServiceReplica], replicas: int,
+                       progress: Callable[[DeployEvent], None]) -> ScaleResult:
+        """The cluster runs `replicas` tasks of the service's one cluster service: new tasks join the
+        rotation once the cluster counts them running (healthy); tasks it ends leave it at once (they
+        drain meanwhile). If the cluster does not run them healthy in time, it is scaled back."""
+        before = len(serving)
+        runtime.scale(cluster, replicas)
+        progress(DeployEvent("start", f"{cluster}: {before} → {replicas} task(s)"))
+        timeout = float(self._configs.values(svc.name)["health_timeout_s"]) + 60
+        deadline = time.monotonic() + timeout
+        while True:
+            found = runtime.endpoints(cluster)
+            if len(found) == replicas and all(t.version == svc.version.tag for t in found.values()):
+                break
+            if time.monotonic() > deadline:
+                runtime.scale(cluster, before)
+                raise DeployError(Message("scale.not_healthy", "{cluster} did not run {replicas} healthy task(s) "
+                                          "within {seconds:g} s; scaled back to {before}", cluster=cluster,
+                                          replicas=replicas, seconds=timeout, before=before),
+                                  phase="start", log=runtime.logs(cluster, 60, "stderr"))
+            time.sleep(0.5)
+        known = {r.backend_name for r in serving}
+        added = sorted(set(found) - known, key=lambda n: slot_of(n)[1] or 0)
+        removed = sorted(known - set(found), key=lambda n: slot_of(n)[1] or 0)
+        if removed:
+            self._router.withdraw(svc.name, removed)
+        with transaction(self._sessions) as s:
+            row = get_service(s, svc.name)
+            for r in [r for r in row.replica_rows if r.backend_name in removed]:
+                row.replica_rows.remove(r)
+            for name in added:
+                task = found[name]
+                row.replica_rows.append(ServiceReplica(version_id=row.version_id, index=slot_of(name)[1] or 0,
+                                                       backend_name=name, port=task.endpoint.port,
+                                                       endpoint=task.endpoint.url, routed=True,
+                                                       route_note="in rotation"))
+            row.replicas = replicas
+        if added:
+            self._router.publish(svc.name, {name: found[name].endpoint for name in added})
+        return ScaleResult(svc.name, replicas, added, removed)
 
     def _scalable(self, name: str) -> AlgorithmService:
         with self._sessions() as s:
@@ -315,8 +381,14 @@ class _Run:
         self.progress = progress
         self.phases: dict[str, float] = {}
         self.log_lines: list[str] = []
-        self.new: list[tuple[ReplicaSpec, Endpoint | None]] = []
+        self.new: list[_New] = []
+        self.resources = Resources()
         self.env_built = False
+        # a cluster runtime runs the version as one cluster service of N tasks, which it rolls itself
+        self.cluster = isinstance(self.runtime, ClusterRuntime) and not adding
+        self.cluster_name = f"{NAME_PREFIX}{self.algo.name}" + (f"-{self.version.tag}" if plan.canary else "")
+        self.cluster_existed = False
+        self.switched = False          # the new replicas are recorded: from then on they serve and are kept
         self.deployment_id = self._record_start()
 
     def log(self, phase: str, line: str) -> None:
@@ -331,7 +403,7 @@ class _Run:
             phase = "build"
             self._timed("build", lambda: self._build(specs[0]))
             phase = "start"
-            self._timed("start", lambda: self._start(specs))
+            self._timed("start", lambda: self._start_cluster(specs[0]) if self.cluster else self._start(specs))
             phase = "smoke"
             self._timed("smoke", lambda: self._smoke(package))
             phase = "switch"
@@ -345,8 +417,7 @@ class _Run:
             raise
         self._record_end("succeeded")
         return DeployResult(self.deployment_id, self.algo.name, self.version.number, self.plan.runtime_name,
-                            [endpoint.url for _, endpoint in self.new if endpoint], dict(self.phases),
-                            self.env_built)
+                            [n.endpoint.url for n in self.new if n.endpoint], dict(self.phases), self.env_built)
 
     def _timed(self, phase: str, fn: Callable[[], Any]) -> Any:
         self.log(phase, f"— {phase}")
@@ -364,7 +435,7 @@ class _Run:
     def _specs(self, package: Path) -> list[ReplicaSpec]:
         """One spec per new replica (ports are reserved in `_start`, one at a time)."""
         manifest, settings = self.version.manifest, self.plan.settings
-        res = self.req.resources or manifest_resources(manifest)
+        res = self.resources = self.req.resources or manifest_resources(manifest)
         env = replica_env(self.algo.name, self.version, settings, self.req.env)
         return [ReplicaSpec(self.algo.name, index, self.version.tag, self.version.commit_sha, package, 0,
                             self.plan.host, manifest.get("server") or None,
@@ -382,14 +453,47 @@ class _Run:
     def _start(self, specs: list[ReplicaSpec]) -> None:
         for spec in specs:
             spec = ReplicaSpec(**{**spec.__dict__, "port": self.d._ports.reserve(spec.name)})
-            self.new.append((spec, None))
+            self.new.append(_New(spec.name, spec.index, spec.port))
             endpoint = self.runtime.deploy(spec, lambda line: self.log("start", line))
-            self.new[-1] = (spec, endpoint)
+            self.new[-1] = _New(spec.name, spec.index, spec.port, endpoint)
+
+    def _start_cluster(self, spec: ReplicaSpec) -> None:
+        """The cluster service created with N tasks of the version, or rolled to it (new tasks first,
+        each gated by its health check; the cluster rolls back itself when one fails). Meanwhile the
+        serving rows follow their tasks (`_follow`); its task slots are the new replicas."""
+        runtime: ClusterRuntime = self.runtime  # type: ignore[assignment]
+        self.cluster_existed = runtime.status(f"{self.cluster_name}.1").exists
+        found = runtime.deploy_service(self.cluster_name, spec, self.plan.replicas,
+                                       lambda line: self.log("start", line), timeout=self.plan.health_timeout,
+                                       on_change=self._follow)
+        self.new = [_New(name, slot_of(name)[1] or 0, task.endpoint.port, task.endpoint)
+                    for name, task in sorted(found.items(), key=lambda item: slot_of(item[0])[1] or 0)]
+
+    def _follow(self, found: dict[str, TaskEndpoint]) -> None:
+        """While the cluster rolls the serving service, each serving slot's row follows its running
+        task (old or new version) and the gateway is told, so calls go where a task answers now."""
+        if not self.cluster_existed or self.plan.canary:
+            return
+        with transaction(self.d._sessions) as s:
+            versions = dict(s.execute(select(AlgorithmVersion.tag, AlgorithmVersion.id)
+                                      .where(AlgorithmVersion.algorithm_id == self.algo.id)).all())
+            moved = {}
+            for row in s.scalars(select(ServiceReplica).where(ServiceReplica.backend_name.in_(list(found)))):
+                task = found[row.backend_name]
+                row.version_id = versions.get(task.version, row.version_id)
+                if row.endpoint != task.endpoint.url:
+                    row.endpoint, row.port = task.endpoint.url, task.endpoint.port
+                    if row.routed:
+                        moved[row.backend_name] = task.endpoint
+        if moved:
+            self.d._router.publish(self.algo.name, moved)
+            self.log("start", "the gateway follows the roll: " + ", ".join(f"{n} at {e.url}" for n, e in moved.items()))
 
     # --- health gate ------------------------------------------------------------------------------
 
     def _smoke(self, package: Path) -> None:
-        for spec, endpoint in self.new:
+        for new in self.new:
+            spec, endpoint = new, new.endpoint
             health = wait_ready(self.d._http, endpoint.url, self.plan.health_timeout,
                                 alive=lambda n=spec.name: self._gone(n))
             if not health.ready:
@@ -401,7 +505,7 @@ class _Run:
                                   log=self.runtime.logs(spec.name, 60, "stderr"))
             self.log("smoke", f"{spec.name}: /health {health.status} at {endpoint.url}")
         self._wait_running()
-        first, endpoint = self.new[0]
+        first, endpoint = self.new[0], self.new[0].endpoint
         problems = check_contract(endpoint.url, self._sample(package), self.version.manifest.get("task", "json"))
         if problems:
             raise DeployError(Message("deploy.smoke_failed", "smoke test failed: {problems}", problems=problems), phase="smoke",
@@ -411,7 +515,7 @@ class _Run:
     def _wait_running(self) -> None:
         """Until the runtime, too, counts the new replicas as started (supervisord's `startsecs`),
         so a finished deploy never shows STARTING; DeployError if one stops meanwhile."""
-        states = wait_settled(lambda n: self.runtime.status(n).state, [s.name for s, _ in self.new],
+        states = wait_settled(lambda n: self.runtime.status(n).state, [n.name for n in self.new],
                               self.plan.health_timeout, transient=(ServiceState.STARTING, ServiceState.UNKNOWN))
         for name, state in states.items():
             if state != ServiceState.RUNNING:
@@ -437,20 +541,26 @@ class _Run:
         """In one transaction: the new replicas recorded with their endpoints and in rotation, the
         old ones out of it — or, for a canary, the new ones beside them with their share; then the
         router told (it reloads what it serves from). Returns the replicas to retire, still running."""
+        names = {n.name for n in self.new}
         with transaction(self.d._sessions) as s:
             svc = self._service_row(s)
-            old = [] if self.plan.canary or self.adding else [(svc.runtime, r.backend_name) for r in svc.replica_rows]
+            old = [] if self.plan.canary or self.adding else \
+                [(svc.runtime, r.backend_name) for r in svc.replica_rows if r.backend_name not in names]
+            kept = {r.backend_name: r for r in svc.replica_rows if r.backend_name in names}   # a cluster's slots
             if self.plan.canary:
                 self._record_canary(svc)
             elif self.adding:
                 svc.replicas = len([r for r in svc.replica_rows if r.version_id == svc.version_id]) + len(self.new)
             else:
                 self._record_version(svc)
-            for spec, endpoint in self.new:
-                svc.replica_rows.append(ServiceReplica(version_id=self.version.id, index=spec.index,
-                                                       backend_name=spec.name, port=spec.port,
-                                                       endpoint=endpoint.url, routed=True, route_note="in rotation"))
-        self.d._router.publish(self.algo.name, {spec.name: endpoint for spec, endpoint in self.new})
+            for n in self.new:
+                row = kept.get(n.name)
+                if row is None:
+                    svc.replica_rows.append(row := ServiceReplica(backend_name=n.name))
+                row.version_id, row.index, row.port, row.endpoint = self.version.id, n.index, n.port, n.endpoint.url
+                row.routed, row.route_note = True, "in rotation"
+        self.switched = True
+        self.d._router.publish(self.algo.name, {n.name: n.endpoint for n in self.new})
         if old:
             self.d._router.withdraw(self.algo.name, [name for _, name in old])
         what = f"{self.version.tag} on trial for {self.plan.canary}% of the calls" if self.plan.canary \
@@ -464,8 +574,7 @@ class _Run:
         svc.version_id, svc.runtime, svc.replicas = self.version.id, self.plan.runtime_name, self.plan.replicas
         svc.environment, svc.desired_state, svc.last_error = dict(self.req.env), "running", ""
         svc.canary_version_id, svc.canary_percent = None, 0
-        res = self.new[0][0].resources
-        svc.resources = {"cpus": res.cpus, "memory_mb": res.memory_mb}
+        svc.resources = {"cpus": self.resources.cpus, "memory_mb": self.resources.memory_mb}
 
     def _record_canary(self, svc: AlgorithmService) -> None:
         svc.canary_version_id, svc.canary_percent, svc.last_error = self.version.id, self.plan.canary, ""
@@ -483,44 +592,59 @@ class _Run:
         """Remove the old replicas (out of rotation since the switch). One that cannot be removed
         is logged and left in the table, withdrawn, for the manager to remove later."""
         for runtime_name, name in old:
-            try:
-                if runtime_name in self.d._runtimes:
-                    self.d._runtimes[runtime_name].remove(name)
-            except OrchestrationError as e:
-                self.log("retire", f"{name} could not be removed ({e}); it no longer receives calls")
-                continue
+            if self.cluster and slot_of(name)[0] == self.cluster_name:
+                how = "ended by the cluster"   # a slot the roll dropped (fewer replicas): its task is gone
+            else:
+                try:
+                    if runtime_name in self.d._runtimes:
+                        self.d._runtimes[runtime_name].remove(name)
+                except OrchestrationError as e:
+                    self.log("retire", f"{name} could not be removed ({e}); it no longer receives calls")
+                    continue
+                how = "removed"
             self.d._ports.release(name)
             with transaction(self.d._sessions) as s:
                 row = s.scalar(select(ServiceReplica).where(ServiceReplica.backend_name == name))
                 if row is not None:
                     s.delete(row)
-            self.log("retire", f"{name} removed")
+            self.log("retire", f"{name} {how}")
 
     # --- failure ----------------------------------------------------------------------------------
 
     def _fail(self, phase: str, error: Exception) -> None:
         """Undo what this run started (nothing of it is in the routing table before `switch`)."""
-        if phase in ("switch", "retire") and self._switched():
+        if phase in ("switch", "retire") and self.switched:
             self._record_end("failed", phase, str(error), getattr(error, "log", ""))
             return
-        for spec, _ in self.new:
+        if self.cluster and phase in ("start", "smoke"):
+            self._undo_cluster(phase, error)
+        for new in [] if self.cluster else self.new:
             try:
-                self.runtime.remove(spec.name)
+                self.runtime.remove(new.name)
             except OrchestrationError as e:
-                self.log(phase, f"cleanup of {spec.name} failed: {e}")
-            self.d._ports.release(spec.name)
+                self.log(phase, f"cleanup of {new.name} failed: {e}")
+            self.d._ports.release(new.name)
         with transaction(self.d._sessions) as s:
             svc = find_service(s, self.algo.name)
             if svc is not None:
                 svc.last_error = f"deploy of {self.version.tag} failed at {phase}: {error}"[:2000]
         self._record_end("failed", phase, str(error), getattr(error, "log", ""))
 
-    def _switched(self) -> bool:
-        """True once the new replicas are recorded: from then on they serve and are kept."""
-        names = [spec.name for spec, _ in self.new]
-        with self.d._sessions() as s:
-            return bool(names) and s.scalar(select(ServiceReplica.id).where(
-                ServiceReplica.backend_name.in_(names)).limit(1)) is not None
+    def _undo_cluster(self, phase: str, error: Exception) -> None:
+        """A cluster service this run created is removed; one it rolled to the new version is rolled
+        back (unless the cluster did that itself), the serving rows following the tasks back."""
+        runtime: ClusterRuntime = self.runtime  # type: ignore[assignment]
+        try:
+            if not self.cluster_existed:
+                runtime.remove(self.cluster_name)
+            elif isinstance(error, RolledBack):
+                self.log(phase, f"the cluster rolled {self.cluster_name} back to the serving version")
+            elif runtime.status(f"{self.cluster_name}.1").labels.get(f"{LABEL}.version") == self.version.tag:
+                runtime.rollback(self.cluster_name)
+                self.log(phase, f"{self.cluster_name} rolled back to the serving version")
+            self._follow(runtime.endpoints(self.cluster_name))
+        except OrchestrationError as e:
+            self.log(phase, f"cleanup of {self.cluster_name} failed: {e}")
 
     def _as_deploy_error(self, phase: str, e: Exception) -> DeployError:
         if isinstance(e, DeployError):

@@ -22,7 +22,8 @@ from app.services.rows import get_service
 from app.shared import HealthBoard
 from orchestration.errors import BackendUnavailable, OrchestrationError
 from orchestration.health import Health, probe, wait_ready
-from orchestration.runtime import Endpoint, ReplicaStatus, Runtime, ServiceState, Usage, wait_settled
+from orchestration.runtime import (ClusterRuntime, Endpoint, ReplicaStatus, Runtime, ServiceState, Usage, slot_of,
+                                   wait_settled)
 
 FAILED_STATES = (ServiceState.FATAL, ServiceState.BACKOFF, ServiceState.EXITED)
 SETTLED_FAILED = (ServiceState.FATAL, ServiceState.EXITED, ServiceState.STOPPED)
@@ -330,6 +331,9 @@ class ServiceManager:
         left STARTING and BACKOFF, so an action that returns reads RUNNING. A replica that ends
         FATAL, EXITED or STOPPED makes its service's result an error, and so does one still in
         BACKOFF at the deadline; one still STARTING then is left to the runtime."""
+        for name, error in results.items():
+            if error is None:
+                self._follow_cluster(self._one(name), wait_s=timeout)
         started = [self._one(name) for name, error in results.items() if error is None]
         runtimes = {r.backend_name: self._runtime(svc.runtime) for svc in started for r in svc.replica_rows}
         states = wait_settled(lambda n: runtimes[n].status(n).state, runtimes, timeout)
@@ -345,14 +349,17 @@ class ServiceManager:
 
     def _start_one(self, svc: AlgorithmService) -> None:
         runtime = self._runtime(svc.runtime)
-        for r in svc.replica_rows:
-            runtime.start(r.backend_name)
+        for name in acted_on(runtime, svc.replica_rows):
+            runtime.start(name)
         self._set_desired(svc.name, "running")
 
     def _publish(self, results: dict[str, str | None]) -> dict[str, str | None]:
         """Put the replicas of the services that started back in rotation as each answers READY
         (within the service's `health_timeout_s`); one that does not stays out and is the
         service's error (the agent's health checks publish it once it is READY)."""
+        for name, error in results.items():
+            if error is None:
+                self._follow_cluster(self._one(name))
         rows = [(name, r.backend_name, r.endpoint) for name, error in results.items() if error is None
                 for r in self._one(name).replica_rows if r.endpoint]
         if not rows:
@@ -370,20 +377,46 @@ class ServiceManager:
             self._router.publish(name, endpoints)
         return results
 
+    def _follow_cluster(self, svc: AlgorithmService, wait_s: float = 0.0) -> None:
+        """A cluster started or restarted the service's tasks anew, each where it chose: the rows
+        take the endpoints its running tasks answer on now (later moves: the health monitor). A
+        cluster service started again from 0 tasks may number its slots anew: a row whose slot no
+        longer runs takes a running slot's name. Waits up to `wait_s` for as many running tasks
+        as there are rows."""
+        runtime = self._runtimes.get(svc.runtime)
+        if not isinstance(runtime, ClusterRuntime):
+            return
+        deadline = time.monotonic() + wait_s
+        for cluster in {slot_of(r.backend_name)[0] for r in svc.replica_rows}:
+            rows = sum(slot_of(r.backend_name)[0] == cluster for r in svc.replica_rows)
+            while len(found := runtime.endpoints(cluster)) < rows and time.monotonic() < deadline:
+                time.sleep(0.5)
+            with transaction(self._sessions) as s:
+                mine = [r for r in get_service(s, svc.name).replica_rows if slot_of(r.backend_name)[0] == cluster]
+                names = {r.backend_name for r in mine}
+                unplaced = sorted((r for r in mine if r.backend_name not in found), key=lambda r: r.index)
+                free = sorted((n for n in found if n not in names), key=lambda n: slot_of(n)[1] or 0)
+                for row, name in zip(unplaced, free):
+                    row.backend_name, row.index = name, slot_of(name)[1] or row.index
+                for row in mine:
+                    if row.backend_name in found:
+                        row.endpoint = found[row.backend_name].endpoint.url
+                        row.port = found[row.backend_name].endpoint.port
+
     def _stop_one(self, svc: AlgorithmService) -> None:
         # "stopped" before the withdrawal: from then on no health round can publish it again
         # (RoutingTable.set_routed), so the gateway never routes to replicas being stopped
         self._set_desired(svc.name, "stopped")
         self._router.withdraw(svc.name)
         runtime = self._runtime(svc.runtime)
-        for r in svc.replica_rows:
-            runtime.stop(r.backend_name)
+        for name in acted_on(runtime, svc.replica_rows):
+            runtime.stop(name)
 
     def _restart_one(self, svc: AlgorithmService) -> None:
         self._router.withdraw(svc.name)   # back in rotation once it runs again (`_publish`)
         runtime = self._runtime(svc.runtime)
-        for r in svc.replica_rows:
-            runtime.restart(r.backend_name)
+        for name in acted_on(runtime, svc.replica_rows):
+            runtime.restart(name)
         self._set_desired(svc.name, "running")
 
     def _remove_one(self, svc: AlgorithmService) -> None:
@@ -485,3 +518,14 @@ def _log_tail(runtime: Runtime, name: str, lines: int = LOG_TAIL_LINES) -> str:
         return runtime.logs(name, lines, "stderr")
     except OrchestrationError:
         return ""
+
+
+def acted_on(runtime: Runtime, rows: Iterable[ServiceReplica]) -> list[str]:
+    """The replica names to start, stop or restart: every one; of a cluster runtime's, one per
+    cluster service (any of its slots acts on all of its tasks: a rolling restart, not N of them)."""
+    if not isinstance(runtime, ClusterRuntime):
+        return [r.backend_name for r in rows]
+    first: dict[str, str] = {}
+    for r in rows:
+        first.setdefault(slot_of(r.backend_name)[0], r.backend_name)
+    return list(first.values())

@@ -3,6 +3,8 @@ Open Inference Protocol v2 beside them (`v2_endpoints.py`, sharing validation, q
 
 - `GET /health` → {"status": STARTING|READY|BUSY|SETUP_FAILED, "error", ...}; 200 only when
   READY or BUSY, 503 otherwise. SETUP_FAILED is final: the process stays up so the reason can be read.
+  With ALGOSTAGE_EXIT_ON_SETUP_FAILURE=1 (a cluster's tasks) it exits with status 3 instead, after
+  logging the reason: the orchestrator sees the task fail at once and rolls an update back.
 - `POST /predict` → 200 {"outputs": [...], "predict_ms", "batch"}. Inputs: JSON {"inputs": [...]}
   or {"input": x} with optional "params" (text and json tasks; text/plain is one text input);
   a raw JPEG/PNG body or multipart parts named "images" (image and video tasks), params in the
@@ -45,7 +47,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orchestration.runner import limits
+from orchestration.runner import SETUP_FAILED_EXIT, limits
 from orchestration.runner.images import JPEG_MAGIC, PNG_MAGIC, decode as decode_image, dimensions
 from orchestration.runner.loader import PredictFn, load_predict
 from orchestration.runner.manifest import MANIFEST_FILE, Manifest, ManifestError, ParamError, ParamValidator, \
@@ -169,6 +171,7 @@ class Runner:
                          for key in ("version", "commit", "service", "replica")}
         self.metrics = Metrics()
         self.status, self.error, self.setup_s = Status.STARTING, None, None
+        self._exit_on_failure = env.get("ALGOSTAGE_EXIT_ON_SETUP_FAILURE", "").lower() in ("1", "true", "yes")
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = time.monotonic()
         self._loader = loader
@@ -215,6 +218,9 @@ class Runner:
     def _fail(self, error: str) -> None:
         self.error, self.status = error, Status.SETUP_FAILED
         log.error("SETUP_FAILED: %s", error)
+        if self._exit_on_failure:
+            logging.shutdown()
+            os._exit(SETUP_FAILED_EXIT)   # from the setup thread too: the whole process ends
 
     def close(self) -> None:
         """Stop taking work; a predict still running is abandoned (the process is about to exit)."""

@@ -1,8 +1,8 @@
 """The cluster's API routes and the Manage page's Cluster section against Docker Engine's real
 single-node swarm (tests/engines.py `docker_engine`; FAILS, never skips, when it cannot be reached):
 a platform deploys the `hello` fixture with `python -m app deploy --runtime swarm` (2 replicas),
-then its API (in-process, over the same home) scales it 2 → 3 → 1 — each new replica answers, the
-removed ones' swarm services are gone — and reads the node; the Manage page shows that node and
+then its API (in-process, over the same home) scales its one swarm service 2 → 3 → 1 — each new
+task answers, the removed ones leave the table and the swarm — and reads the node; the Manage page shows that node and
 scales the service one up from its Scale button."""
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ def swarm_services(engine: docker.DockerClient) -> list[str]:
     return sorted(s.name for s in engine.services.list(filters={"label": f"algostage.service={SERVICE}"}))
 
 
+def running_tasks(engine: docker.DockerClient) -> int:
+    """Tasks of the service the swarm wants running (those it is ending are left out)."""
+    return len(engine.api.tasks(filters={"label": f"algostage.service={SERVICE}", "desired-state": "running"}))
+
+
 def answers(url: str) -> None:
     assert httpx.get(f"{url}/health", timeout=5).json()["status"] == "READY"
     reply = httpx.post(f"{url}/predict", json={"inputs": ["hi"]}, timeout=30)
@@ -77,20 +82,21 @@ def test_the_api_scales_a_swarm_service_2_3_1_and_reads_the_node(
     grown = client.post(f"/api/v1/services/{SERVICE}/scale", headers=ops, json={"replicas": 3})
     print(f"\nscale-up 2 -> 3 through the API: {time.perf_counter() - t0:.1f} s")
     assert grown.status_code == 200, grown.text
-    assert grown.json() == {"service": SERVICE, "replicas": 3, "added": [f"algo-{SERVICE}-3"], "removed": []}
+    assert grown.json() == {"service": SERVICE, "replicas": 3, "added": [f"algo-{SERVICE}.3"], "removed": []}
     svc = client.get(f"/api/v1/services/{SERVICE}", headers=ops).json()
-    assert [r["name"] for r in svc["replicas"]] == [f"algo-{SERVICE}-{i}" for i in (1, 2, 3)]
+    assert [r["name"] for r in svc["replicas"]] == [f"algo-{SERVICE}.{i}" for i in (1, 2, 3)]
     assert svc["state"] == "RUNNING" and svc["urls"][:2] == before["urls"]
     answers(svc["urls"][2])
-    assert swarm_services(docker_engine) == [f"algo-{SERVICE}-{i}" for i in (1, 2, 3)]
+    assert swarm_services(docker_engine) == [f"algo-{SERVICE}"] and running_tasks(docker_engine) == 3
 
     shrunk = client.post(f"/api/v1/services/{SERVICE}/scale", headers=ops, json={"replicas": 1})
     assert shrunk.status_code == 200, shrunk.text
-    assert shrunk.json() == {"service": SERVICE, "replicas": 1, "added": [],
-                             "removed": [f"algo-{SERVICE}-2", f"algo-{SERVICE}-3"]}
-    assert swarm_services(docker_engine) == [f"algo-{SERVICE}-1"]
-    assert client.get(f"/api/v1/services/{SERVICE}", headers=ops).json()["urls"] == before["urls"][:1]
-    answers(before["urls"][0])
+    removed = shrunk.json()["removed"]   # the swarm chooses which tasks end
+    assert shrunk.json()["replicas"] == 1 and shrunk.json()["added"] == [] and len(removed) == 2, shrunk.json()
+    [kept] = client.get(f"/api/v1/services/{SERVICE}", headers=ops).json()["replicas"]
+    assert {kept["name"], *removed} == {f"algo-{SERVICE}.{i}" for i in (1, 2, 3)}
+    assert kept["endpoint"] in svc["urls"] and running_tasks(docker_engine) == 1
+    answers(kept["endpoint"])
 
     nodes = client.get("/api/v1/nodes", headers=ops)
     assert nodes.status_code == 200, nodes.text
@@ -127,10 +133,11 @@ def test_the_manage_page_shows_the_real_node_and_scales_up(cli: Cli, docker_engi
         count.set_value(n + 1)
         next(b for b in at.button if b.key == f"scale-apply-{SERVICE}").click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]
-        assert [s.value for s in at.success] == [f"{SERVICE} runs {n + 1} replica(s): added algo-{SERVICE}-{n + 1}"]
+        [said] = [s.value for s in at.success]
+        assert said.startswith(f"{SERVICE} runs {n + 1} replica(s): added algo-{SERVICE}."), said
         services = next(d.value for d in at.dataframe if "Service" in d.value.columns)
         assert services["Replicas"].tolist() == [f"{n + 1}/{n + 1}"]   # the table right after the scale
-        assert swarm_services(docker_engine) == [f"algo-{SERVICE}-{i}" for i in range(1, n + 2)]
+        assert swarm_services(docker_engine) == [f"algo-{SERVICE}"] and running_tasks(docker_engine) == n + 1
     finally:
         page_platform().close()
         _platform.clear()

@@ -1,7 +1,7 @@
 """The swarm runtime from `python -m app` (DESIGN §7, §11), each command a real subprocess over its
 own `$ALGOSTAGE_HOME`, against Docker Engine's swarm (tests/engines.py `docker_engine`; FAILS,
-never skips, when it cannot be reached): deploy --runtime swarm with 2 replicas that answer,
-services, scale up and down, stop/start, remove; node list, join-token, drain and activate; and
+never skips, when it cannot be reached): deploy --runtime swarm as one swarm service of 2 tasks
+that answer, services, scale up and down, stop/start, one rolling restart, remove; node list, join-token, drain and activate; and
 the node commands' one-line error when no swarm manager answers."""
 from __future__ import annotations
 
@@ -56,29 +56,39 @@ def test_deploy_scale_and_manage_a_swarm_service_from_the_command_line(
     assert len(urls) == 2
     for url in urls:
         answers(url)
-    assert swarm_services(docker_engine) == [f"algo-{SERVICE}-1", f"algo-{SERVICE}-2"]
+    assert swarm_services(docker_engine) == [f"algo-{SERVICE}"]   # one swarm service, its tasks the replicas
     svc = cli.services()[SERVICE]
     assert svc["runtime"] == "swarm" and svc["state"] == "RUNNING" and svc["urls"] == urls
+    assert [r["name"] for r in svc["replicas"]] == [f"algo-{SERVICE}.1", f"algo-{SERVICE}.2"]
 
     t0 = time.perf_counter()
     grown = cli.run("scale", SERVICE, "3", timeout=300)
     print(f"scale-up 2 -> 3 from the CLI: {time.perf_counter() - t0:.1f} s")
-    assert grown.stdout.strip() == f"{SERVICE} runs 3 replica(s): added algo-{SERVICE}-3"
+    assert grown.stdout.strip() == f"{SERVICE} runs 3 replica(s): added algo-{SERVICE}.3"
     svc = cli.services()[SERVICE]
-    assert len(svc["urls"]) == 3 and svc["state"] == "RUNNING"
+    assert len(svc["urls"]) == 3 and svc["state"] == "RUNNING" and svc["urls"][:2] == urls
     answers(svc["urls"][2])
     shrunk = cli.run("scale", SERVICE, "1")
-    assert shrunk.stdout.strip() == f"{SERVICE} runs 1 replica(s): removed algo-{SERVICE}-2, algo-{SERVICE}-3"
-    assert swarm_services(docker_engine) == [f"algo-{SERVICE}-1"]
-    assert cli.services()[SERVICE]["urls"] == urls[:1]
+    assert shrunk.stdout.strip().startswith(f"{SERVICE} runs 1 replica(s): removed algo-{SERVICE}."), shrunk.stdout
+    [kept] = cli.services()[SERVICE]["urls"]
+    assert kept in svc["urls"] and swarm_services(docker_engine) == [f"algo-{SERVICE}"]
     refused = cli.run("scale", SERVICE, "0", ok=False)
     assert refused.returncode == 1 and "between 1 and" in refused.stderr
 
     cli.run("stop", SERVICE)
     assert cli.services()[SERVICE]["replicas"][0]["state"] == "STOPPED"
     cli.run("start", SERVICE)
-    assert cli.services()[SERVICE]["state"] == "RUNNING"
-    answers(urls[0])
+    svc = cli.services()[SERVICE]
+    assert svc["state"] == "RUNNING" and all(r["routed"] for r in svc["replicas"]), svc
+    answers(svc["urls"][0])   # a new task, where the swarm started it: the table followed
+
+    spec = docker_engine.services.get(f"algo-{SERVICE}").attrs["Spec"]["TaskTemplate"]
+    cli.run("restart", SERVICE, timeout=300)
+    restarted = docker_engine.services.get(f"algo-{SERVICE}").attrs["Spec"]["TaskTemplate"]
+    assert restarted.get("ForceUpdate", 0) == spec.get("ForceUpdate", 0) + 1   # one rolling restart, not one per slot
+    svc = cli.services()[SERVICE]
+    assert svc["state"] == "RUNNING" and all(r["routed"] for r in svc["replicas"]), svc
+    answers(svc["urls"][0])
 
     nodes = json.loads(cli.run("node", "list", "--json").stdout)
     assert len(nodes) == 1

@@ -2,9 +2,11 @@
 tests/engines.py): a service deployed on the swarm runtime serves through the table; when the table
 says a replica answers where the swarm no longer runs it (its task was rescheduled on another node),
 the health monitor's next round locates it, updates its endpoint, probes it there and publishes
-it again, so the gateway's configuration names where it runs now."""
+it again, so the gateway's configuration names where it runs now. A first deploy whose setup fails
+is refused at once and leaves nothing on the swarm."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from app.models import ServiceReplica
 from app.platform import Platform
 from app.services.deployer import DeployRequest
 from app.services.monitor import IN
+from orchestration.errors import DeployError
 from tests.conftest import ADMIN, OPERATOR, VIEWER, private_port_range
 from tests.engines import BASE_IMAGE, DOCKERD_HOST, REGISTRY
 from tests.integration.test_export_stack import package_as
@@ -43,7 +46,7 @@ def test_the_monitor_follows_a_replica_the_swarm_runs_elsewhere(platform: Platfo
     p.catalog.upload(ADMIN, str(package_as(tmp_path, "hello", SERVICE)))
     result = p.deployer.deploy(OPERATOR, DeployRequest(SERVICE, runtime="swarm", replicas=1))
     url = result.urls[0]
-    name = f"algo-{SERVICE}-1"
+    name = f"algo-{SERVICE}.1"   # the first task slot of the one swarm service
     assert p.invoker.invoke(VIEWER, SERVICE, ["hi"]).replica == name
     assert p.cluster.locate("swarm", name).url == url and p.cluster.locate("supervisor", name) is None
 
@@ -59,3 +62,23 @@ def test_the_monitor_follows_a_replica_the_swarm_runs_elsewhere(platform: Platfo
     assert stale.removeprefix("http://") not in p.gateway_engine.conf.read_text()
     assert p.invoker.invoke(VIEWER, SERVICE, ["hi"]).replica == name
     assert p.health_monitor.round().moved == {}   # where it runs: nothing to follow
+
+
+def test_a_first_deploy_whose_setup_fails_leaves_no_swarm_service(platform: Platform, tmp_path: Path,
+                                                                    docker_engine: docker.DockerClient) -> None:
+    """Its tasks exit at once (the runner is told to: ALGOSTAGE_EXIT_ON_SETUP_FAILURE); the deploy
+    fails with the reason from their output instead of waiting out the health check's start period,
+    and the swarm service it created is removed."""
+    p = platform
+    p.catalog.upload(ADMIN, str(package_as(tmp_path, "crash_in_setup", SERVICE)))
+    t0 = time.perf_counter()
+    with pytest.raises(DeployError) as failed:
+        p.deployer.deploy(OPERATOR, DeployRequest(SERVICE, runtime="swarm", replicas=2, health_timeout=120))
+    took = time.perf_counter() - t0
+    print(f"\na first swarm deploy whose setup fails: refused after {took:.1f} s")
+    assert failed.value.phase == "start" and "setup() of v1 failed" in str(failed.value), failed.value
+    assert "model file missing" in failed.value.log
+    assert took < 90, took   # not the 120 s start period and the update's monitor after it
+    assert docker_engine.services.list(filters={"label": f"algostage.service={SERVICE}"}) == []
+    with p.sessions() as s:
+        assert s.scalars(select(ServiceReplica)).all() == []

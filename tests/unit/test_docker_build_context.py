@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import docker.errors
@@ -131,10 +132,12 @@ def test_the_port_is_published_on_the_replicas_host(package: Path, host: str, pu
     assert published_address(spec_for(package, host=host)) == published
 
 
-def test_image_tag_names_service_version_and_requirements(package: Path, runner_dir: Path) -> None:
-    assert image_tag(spec_for(package)) == "algostage/hello:v1-0123456789ab"
+def test_image_tag_names_service_version_commit_and_requirements(package: Path, runner_dir: Path) -> None:
+    assert image_tag(spec_for(package)) == "algostage/hello:v1-abc123-0123456789ab"
     computed = image_tag(spec_for(package, requirements_hash=""), runner_dir)
-    assert computed.startswith("algostage/hello:v1-") and len(computed.rsplit("-", 1)[1]) == 12
+    assert computed.startswith("algostage/hello:v1-abc123-") and len(computed.rsplit("-", 1)[1]) == 12
+    # the same service and version tag with other code (uploaded again, or another platform) is another image
+    assert image_tag(replace(spec_for(package), commit="fedcba98765")) == "algostage/hello:v1-fedcba9876-0123456789ab"
 
 
 def test_build_args_follow_options_then_machine_and_drop_local_indexes() -> None:
@@ -228,11 +231,11 @@ def test_deploy_builds_the_package_dockerfile_and_creates_the_container(package:
     endpoint = runtime.deploy(spec_for(package), lines.append)
     assert endpoint.url == "http://127.0.0.1:18123"
     build = client.api.builds[0]
-    assert build["dockerfile"] == "Dockerfile" and build["tag"] == "algostage/hello:v1-0123456789ab"
+    assert build["dockerfile"] == "Dockerfile" and build["tag"] == "algostage/hello:v1-abc123-0123456789ab"
     assert files_of(build["fileobj"].getvalue())["Dockerfile"] == b"FROM scratch\n"
     assert "Step 1" in lines and "Step 2" in lines
     image, kw = client.containers.created[0]
-    assert image == "algostage/hello:v1-0123456789ab" and kw["command"] is None
+    assert image == "algostage/hello:v1-abc123-0123456789ab" and kw["command"] is None
     assert kw["ports"] == {"18123/tcp": ("127.0.0.1", 18123)} and kw["nano_cpus"] == 500_000_000
     assert kw["mem_limit"] == "256m" and kw["restart_policy"]["Name"] == "on-failure"
     assert kw["labels"] == {"algostage.service": "hello", "algostage.replica": "1", "algostage.version": "v1",

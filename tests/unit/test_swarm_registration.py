@@ -12,8 +12,8 @@ from app.settings import SPECS
 from orchestration import registry
 from orchestration.errors import BackendUnavailable
 from orchestration.registry import RuntimeContext
-from orchestration.runtime import ClusterRuntime, Runtime, ServiceState
-from orchestration.swarm import SwarmRuntime, _state, split
+from orchestration.runtime import ClusterRuntime, Runtime, ServiceState, slot_of
+from orchestration.swarm import SwarmRuntime, _state
 from tests.conftest import ADMIN
 
 
@@ -51,7 +51,8 @@ def test_an_engine_that_is_not_a_swarm_manager_is_unavailable_not_an_error(tmp_p
 
 
 def test_slot_names_and_task_states() -> None:
-    assert split("algo-x.3") == ("algo-x", 3) and split("algo-x-1") == ("algo-x-1", None)
+    assert slot_of("algo-x.3") == ("algo-x", 3) and slot_of("algo-x-1") == ("algo-x-1", None)
+    assert slot_of("algo-x-v4.12") == ("algo-x-v4", 12) and slot_of("algo-x.y") == ("algo-x.y", None)
     assert _state("starting", True, "on-failure") is ServiceState.STARTING
     assert _state("running", True, "on-failure") is ServiceState.RUNNING
     assert _state("running", False, "on-failure") is ServiceState.STOPPING
