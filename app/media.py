@@ -2,17 +2,25 @@
 video through a service frame by frame, and write the annotated video so browsers can play it.
 
 - `sniff(data)` names a format by its magic bytes; `decode_image(data)` gives a BGR array or raises
-  `MediaError` saying why not (unknown, truncated, corrupt, too large); `encode_jpeg` / `to_png`.
+  `MediaError` saying why not (unknown, truncated, corrupt, too large); `encode_jpeg` / `to_png`;
+  `encode_raw` wraps the pixels themselves as a raw frame (NumPy's NPY format), which runners take
+  beside JPEG and PNG (orchestration/runner/images.py).
 - `draw(image, task, output)` draws a result of the shapes in DESIGN.md §2 on a copy of the image.
 - `probe_video(path)` → `VideoInfo`; `run_video(path, predict, …)` → `VideoRun`: frames are decoded,
-  sent as JPEG to `predict` with several calls in flight, drawn in frame order and encoded as
+  sent as JPEG (or raw, to a service on the same host) to `predict` with several calls in flight,
+  drawn in frame order and encoded as
   H.264/yuv420p in an MP4 with its index first (faststart). The encoder is libx264 from the PyAV
   wheel, fed in memory. `frame_summary` turns per-frame outputs into rows for charts.
 
 Nothing here holds global state: the service call, progress callback and cancel event are passed in.
+The one exception is OpenCV's own thread count, which `run_video(opencv_threads=1)` lowers for the
+length of a run (see there).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import math
 import re
 import threading
@@ -33,6 +41,7 @@ from app.errors import AlgoStageError, Message
 
 Color = tuple[int, int, int]
 Predict = Callable[[bytes], dict]
+FRAME_FORMATS = ("jpeg", "raw")   # how run_video sends frames: see run_video
 Progress = Callable[[int, int], None]
 
 # Tableau 10, as BGR.
@@ -227,6 +236,26 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     """JPEG bytes of a BGR (or grey) image. MediaError if the array cannot be encoded."""
     return _encode(image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+
+
+def encode_raw(image: np.ndarray) -> bytes:
+    """A raw frame: the uint8 BGR (or grey) pixels of `image` after an NPY header giving their
+    shape (https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html). A runner takes
+    it as it takes a JPEG, without a codec on either side: for a service on the same host, where
+    bytes are cheap and CPU is not (a 768x576 frame: ~0.3 ms against ~2.6 ms to encode the JPEG
+    and decode it again). MediaError for an array that is not uint8 (H, W, 3) or (H, W)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.size == 0 or \
+            not (image.ndim == 2 or image.ndim == 3 and image.shape[2] == 3):
+        raise MediaError(f"cannot send a raw frame of a {getattr(image, 'dtype', type(image).__name__)} array of shape "
+                         f"{getattr(image, 'shape', None)}: uint8 (height, width, 3) or (height, width) expected")
+    return b"".join((_npy_header(image.shape), np.ascontiguousarray(image).data))
+
+
+@functools.lru_cache(maxsize=16)
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    fp = io.BytesIO()
+    np.lib.format.write_array_header_1_0(fp, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return fp.getvalue()
 
 
 def to_png(image: np.ndarray) -> bytes:
@@ -551,10 +580,13 @@ class H264Writer:
 
     The first frame fixes the size (odd sides are padded to even, as yuv420p requires); later
     frames of another size are resized to it. `close()` flushes and returns the frames written.
-    Preset "superfast": ~6 ms per 768x576 frame here against ~15 ms for "veryfast", for ~1.6x the
-    bytes — the encoder shares the CPU with the algorithm (docs/BENCHMARKS.md, "Video pipeline")."""
+    Preset "ultrafast" on one thread (the caller's): ~2.1 ms of CPU per 768x576 frame here against
+    ~3.9 ms for "superfast" on x264's own threads (~15 ms for "veryfast"), for ~1.6x the bytes of
+    superfast at the same crf — the encoder shares the CPU with the algorithm, and on a busy host
+    x264's threads only add hand-offs (docs/BENCHMARKS.md, "Video pipeline"). `threads=0` lets
+    x264 choose (several threads: faster per frame on idle cores, more CPU in all)."""
 
-    def __init__(self, path: Path, fps: float, *, crf: int = 23, preset: str = "superfast") -> None:
+    def __init__(self, path: Path, fps: float, *, crf: int = 23, preset: str = "ultrafast", threads: int = 1) -> None:
         self.path, self.frames = Path(path), 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -563,7 +595,7 @@ class H264Writer:
             raise MediaError(f"cannot write the video {self.path}: {_reason(e)}") from e
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps or 25).limit_denominator(1001))
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._stream.options = {"crf": str(crf), "preset": preset, "threads": str(threads)}
         self._size: tuple[int, int] | None = None
 
     def write(self, image: np.ndarray) -> None:
@@ -635,13 +667,27 @@ def _no_progress(done: int, total: int) -> None:
 
 def run_video(path: Path, predict: Predict, *, task: str, out_path: Path, in_flight: int = 2, every_nth: int = 1,
               max_frames: int | None = None, progress: Progress = _no_progress,
-              cancel: threading.Event | None = None, jpeg_quality: int = 90,
+              cancel: threading.Event | None = None, jpeg_quality: int = 90, frame_format: str = "jpeg",
+              opencv_threads: int | None = None, frame_width: int | None = None,
               palette: Sequence[Color] = DEFAULT_PALETTE, writer: Callable[[Path, float], H264Writer] = H264Writer,
               clock: Callable[[], float] = time.perf_counter) -> VideoRun:
     """Sends frames 0, n, 2n, … (n = `every_nth`, at most `max_frames`) of the video at `path` to
-    `predict` — one JPEG per call, `in_flight` calls at a time from worker threads while the next
+    `predict` — one frame per call, `in_flight` calls at a time from worker threads while the next
     frames are decoded — and writes each frame with its output drawn to `out_path` (H.264 MP4 at
-    fps / n), in frame order.
+    fps / n), in frame order. `frame_format` "jpeg" sends JPEG at `jpeg_quality` (any service,
+    anywhere); "raw" sends the decoded pixels themselves (`encode_raw`): for a service on this host,
+    where it saves the codec's CPU on both sides and the service sees the very pixels decoded.
+    `frame_width`: the width the service works at, when it shrinks its input to that width itself
+    (person-detect's `resize_width`, say): frames wider than that are sent shrunk to it (height in
+    proportion, rounded; OpenCV INTER_AREA, as `resize_to_width` in person-detect does), so there
+    are fewer pixels to encode, send and decode and the service skips its own resize, and each
+    output's geometry is scaled back to the frame (`scale_output`) before it is drawn and kept.
+    Narrower frames are sent as they are. None, the default: frames go at their own size.
+    `opencv_threads` sets OpenCV's thread count in this process while the run lasts (restored after
+    the last of the runs that set it): 1 when `predict` calls a service, since the pipeline's own
+    conversions are small and, on a host shared with the service, OpenCV's idle workers only spin
+    (~0.7 ms of CPU a frame here, docs/BENCHMARKS.md "Video pipeline"); None, the default, leaves
+    it alone (an in-process predict may want OpenCV's threads).
 
     `progress(done, total)` is called on the calling thread (so a UI callback may update widgets),
     with 0 first and then after every frame written; `done` only grows (`total` shrinks if the file
@@ -652,16 +698,22 @@ def run_video(path: Path, predict: Predict, *, task: str, out_path: Path, in_fli
     bad argument."""
     if in_flight < 1 or every_nth < 1 or (max_frames is not None and max_frames < 0):
         raise ValueError("in_flight and every_nth must be >= 1 and max_frames >= 0")
+    if frame_width is not None and frame_width < 1:
+        raise ValueError("frame_width must be >= 1")
+    if frame_format not in FRAME_FORMATS:
+        raise ValueError(f"frame_format must be one of {', '.join(FRAME_FORMATS)}, not {frame_format!r}")
     info = probe_video(path)
     planned = math.ceil(info.frames / every_nth)
     run = VideoRun(info=info, frames_total=planned if max_frames is None else min(planned, max_frames))
-    job = _VideoJob(predict, task, jpeg_quality, palette, in_flight)
+    encode = encode_raw if frame_format == "raw" else functools.partial(encode_jpeg, quality=jpeg_quality)
+    job = _VideoJob(predict, task, encode, palette, in_flight, frame_width)
     t0 = clock()
     progress(0, run.frames_total)
     video = writer(Path(out_path), info.fps / every_nth)
     frames = _limited(iter_frames(path, every_nth=every_nth), max_frames)
     try:
-        job.run(frames, run, video, progress, cancel)
+        with _OPENCV_THREADS.lowered(opencv_threads):
+            job.run(frames, run, video, progress, cancel)
     finally:
         frames.close()
         job.close()
@@ -674,6 +726,35 @@ def run_video(path: Path, predict: Predict, *, task: str, out_path: Path, in_fli
     return run
 
 
+class _OpenCVThreads:
+    """OpenCV's thread count is one setting per process: runs that lower it share the change, and
+    the first count comes back when the last of them ends."""
+
+    def __init__(self) -> None:
+        self._lock, self._users, self._saved = threading.Lock(), 0, 0
+
+    @contextlib.contextmanager
+    def lowered(self, threads: int | None) -> Iterator[None]:
+        if threads is None:
+            yield
+            return
+        with self._lock:
+            if self._users == 0:
+                self._saved = cv2.getNumThreads()
+            self._users += 1
+            cv2.setNumThreads(min(threads, self._saved))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    cv2.setNumThreads(self._saved)
+
+
+_OPENCV_THREADS = _OpenCVThreads()
+
+
 def _limited(frames: Iterator[tuple[int, np.ndarray]], limit: int | None) -> Iterator[tuple[int, np.ndarray]]:
     for count, item in enumerate(frames):
         if limit is not None and count >= limit:
@@ -684,9 +765,10 @@ def _limited(frames: Iterator[tuple[int, np.ndarray]], limit: int | None) -> Ite
 class _VideoJob:
     """The in-order pipeline of one `run_video`: a window of at most `in_flight` pending calls."""
 
-    def __init__(self, predict: Predict, task: str, jpeg_quality: int, palette: Sequence[Color],
-                 in_flight: int) -> None:
-        self.predict, self.task, self.quality, self.palette = predict, task, jpeg_quality, palette
+    def __init__(self, predict: Predict, task: str, encode: Callable[[np.ndarray], bytes], palette: Sequence[Color],
+                 in_flight: int, frame_width: int | None) -> None:
+        self.predict, self.task, self.encode, self.palette = predict, task, encode, palette
+        self.frame_width = frame_width
         self.in_flight = in_flight
         self.pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="video-predict")
         self.pending: deque[tuple[int, np.ndarray, Future]] = deque()
@@ -726,10 +808,14 @@ class _VideoJob:
         return False
 
     def _call(self, frame: np.ndarray) -> tuple[dict, float]:
-        body = encode_jpeg(frame, self.quality)
+        sent = shrink_to_width(frame, self.frame_width)
+        body = self.encode(sent)
         t0 = time.perf_counter()
         output = self.predict(body)
-        return output, (time.perf_counter() - t0) * 1000
+        ms = (time.perf_counter() - t0) * 1000
+        if sent is not frame:
+            output = scale_output(self.task, output, frame.shape[1] / sent.shape[1], frame.shape[0] / sent.shape[0])
+        return output, ms
 
     @staticmethod
     def _wait(future: Future, cancel: threading.Event | None) -> bool:
@@ -762,6 +848,58 @@ class _VideoJob:
         """Drops calls not started; calls already running finish in the background, unread."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pending.clear()
+
+
+def shrink_to_width(image: np.ndarray, width: int | None) -> np.ndarray:
+    """`image` shrunk to `width` (height in proportion, rounded, at least 1; INTER_AREA), or `image`
+    itself when `width` is None or not smaller than its width."""
+    h, w = image.shape[:2]
+    if width is None or width >= w:
+        return image
+    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+
+
+def scale_output(task: str, output: Any, fx: float, fy: float) -> Any:
+    """`output` of a service that saw the image scaled by 1/fx, 1/fy, in the image's own pixels: a
+    copy with detection boxes and OCR boxes and polygons scaled. A box's corners are scaled (w = right
+    - left), as an algorithm that resizes internally scales its boxes back; whole numbers stay whole
+    (rounded), others stay fractional. Entries without numeric geometry, other tasks and an output
+    that is not a dict are returned as they are."""
+    kind = task_kind(task)
+    if not isinstance(output, dict) or kind not in ("detection", "ocr"):
+        return output
+    key = "boxes" if kind == "detection" else "lines"
+    items = output.get(key)
+    if not isinstance(items, list):
+        return output
+    scale = _scale_box if kind == "detection" else _scale_line
+    return {**output, key: [scale(e, fx, fy) if isinstance(e, Mapping) else e for e in items]}
+
+
+def _scale_box(box: Mapping[str, Any], fx: float, fy: float) -> Any:
+    values = [box.get(k) for k in ("x", "y", "w", "h")]
+    if any(_number(v) is None for v in values):
+        return box
+    x, y, w, h = values
+    whole = all(isinstance(v, (int, np.integer)) for v in values)
+    x0, x1, y0, y1 = (_scaled(v, f, whole) for v, f in ((x, fx), (x + w, fx), (y, fy), (y + h, fy)))
+    return {**box, "x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0}
+
+
+def _scale_line(line: Mapping[str, Any], fx: float, fy: float) -> Any:
+    out = dict(line)
+    if isinstance(line.get("box"), Mapping):
+        out["box"] = _scale_box(line["box"], fx, fy)
+    points = line.get("polygon")
+    if isinstance(points, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 and
+                                        all(_number(v) is not None for v in p) for p in points):
+        out["polygon"] = [[_scaled(px, fx, isinstance(px, int)), _scaled(py, fy, isinstance(py, int))]
+                          for px, py in points]
+    return out
+
+
+def _scaled(v: float, factor: float, whole: bool) -> float:
+    return round(v * factor) if whole else float(v) * factor
 
 
 # --- summaries -----------------------------------------------------------------------------------

@@ -1,15 +1,22 @@
 """Video pipeline benchmark: person detection (HOG) over vtest.avi, in-process vs through a service.
 
     .venv/bin/python bench/bench_video.py [--frames 795] [--in-flight 2] [--resize-width 640]
-                                          [--jpeg-quality 90] [--preset superfast] [--repeat 1] [--no-runner]
+                                          [--frame-format raw|jpeg] [--jpeg-quality 90]
+                                          [--full-frames] [--preset ultrafast] [--x264-threads 1] [--repeat 1]
+                                          [--pipeline] [--no-runner]
 
 (a) in-process: decode each frame (PyAV) and call demo_data/algorithms/person-detect's predict on it
     (resize_width=640) → the algorithm's fps; the reference time.
-(p) the pipeline with an in-process predict: app.media.run_video, each frame JPEG-encoded, decoded
-    again in predict, drawn and written as H.264 → what the pipeline itself costs.
+(p), (b): frames are sent shrunk to --resize-width (the width person-detect works at; run_video's
+    `frame_width`) unless --full-frames, and the boxes come back in the frame's own pixels.
+(p) the pipeline with an in-process predict: app.media.run_video, each frame encoded (raw or JPEG),
+    decoded again in predict as the runner does, drawn and written as H.264 → what the pipeline
+    itself costs.
 (b) through HTTP: the runner (`python -m orchestration.runner --package demo_data/algorithms/person-detect`)
-    and run_video with a keep-alive httpx client posting raw JPEG bodies, `--in-flight` at a time
-    → fps ratio b/a (target >= 0.95) and whole run incl. the annotated video vs (a) (target <= 1.1x).
+    and run_video posting one frame per request through the platform's transport to replicas
+    (app/replica_transport.py, keep-alive), `--in-flight` at a time; frames raw (NPY, the default:
+    the runner is on this host) or JPEG → fps ratio b/a (target >= 0.95) and whole run incl. the
+    annotated video vs (a) (target <= 1.1x).
 
 The machine is shared: `--repeat` rounds run a, (p), b back to back, and the targets are judged on
 the median of the per-round ratios (each b compared with the a just before it), with the load
@@ -29,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -39,10 +46,12 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.media import (H264Writer, VideoRun, decode_image, encode_jpeg, iter_frames, probe_video,  # noqa: E402
-                       run_video)
+from app.media import (FRAME_FORMATS, H264Writer, VideoRun, encode_jpeg, iter_frames,  # noqa: E402
+                       probe_video, run_video)
+from app.replica_transport import ReplicaTransport  # noqa: E402
 
 from orchestration.runner.__main__ import tune_malloc  # noqa: E402
+from orchestration.runner.images import decode as decode_frame  # noqa: E402
 
 PACKAGE = ROOT / "demo_data" / "algorithms" / "person-detect"
 TARGET_FPS_RATIO = 0.95   # issue 15 (was 0.9)
@@ -75,6 +84,7 @@ class Measure:
     cpu_s: float          # CPU time of this process (+ the runner's for b) during the run
     detail: str = ""
     load: float = 0.0     # 1-minute load average when the run started
+    outputs: list[dict] = field(default_factory=list, repr=False)   # per frame, in order
 
     @property
     def fps(self) -> float:
@@ -83,13 +93,13 @@ class Measure:
 
 def in_process(algorithm: object, video: Path, frames: int, width: int) -> Measure:
     """(a) decode + detect per frame, nothing else."""
-    load, boxes, t0, c0 = os.getloadavg()[0], 0, time.perf_counter(), cpu_seconds()
+    load, outputs, t0, c0 = os.getloadavg()[0], [], time.perf_counter(), cpu_seconds()
     for i, frame in iter_frames(video):
         if i >= frames:
             break
-        boxes += len(algorithm.predict([frame], resize_width=width)[0]["boxes"])
-    return Measure("a: in-process decode + detect", frames, time.perf_counter() - t0, boxes, cpu_seconds() - c0,
-                   load=load)
+        outputs.append(algorithm.predict([frame], resize_width=width)[0])
+    return Measure("a: in-process decode + detect", frames, time.perf_counter() - t0,
+                   sum(len(o["boxes"]) for o in outputs), cpu_seconds() - c0, load=load, outputs=outputs)
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -100,10 +110,14 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 def measured_run(name: str, video: Path, predict: Callable[[bytes], dict], args: argparse.Namespace,
                  out: Path, server_pid: int | None = None) -> tuple[Measure, VideoRun]:
+    """run_video as the platform runs it; with `server_pid` (b) the predict calls a service, so
+    OpenCV runs on the calling thread here (`opencv_threads=1`), as the showcase does."""
     load, c0 = os.getloadavg()[0], cpu_seconds() + (cpu_seconds(server_pid) if server_pid else 0)
     run = run_video(video, predict, task="video.detection", out_path=out, in_flight=args.in_flight,
-                    max_frames=args.frames, jpeg_quality=args.jpeg_quality,
-                    writer=lambda path, fps: H264Writer(path, fps, preset=args.preset))
+                    max_frames=args.frames, jpeg_quality=args.jpeg_quality, frame_format=args.frame_format,
+                    opencv_threads=1 if server_pid else None,
+                    frame_width=None if args.full_frames else args.resize_width,
+                    writer=lambda path, fps: H264Writer(path, fps, preset=args.preset, threads=args.x264_threads))
     cpu = cpu_seconds() + (cpu_seconds(server_pid) if server_pid else 0) - c0
     if run.error:
         raise SystemExit(f"{name}: {run.error}")
@@ -111,7 +125,13 @@ def measured_run(name: str, video: Path, predict: Callable[[bytes], dict], args:
     detail = (f"call latency median {lat[len(lat) // 2]:.0f} ms, p95 {lat[int(len(lat) * 0.95) - 1]:.0f} ms; "
               f"video {out.stat().st_size / 1e6:.1f} MB")
     return Measure(name, run.frames_done, run.wall_s, sum(len(o["boxes"]) for o in run.outputs), cpu, detail,
-                   load), run
+                   load, run.outputs), run
+
+
+def same_results(a: Measure, m: Measure) -> str:
+    """How many frames of `m` have exactly a's boxes (coordinates, scores, order)."""
+    same = sum(x == y for x, y in zip(a.outputs, m.outputs))
+    return f"boxes identical to a's in {same}/{len(a.outputs)} frames"
 
 
 def free_port() -> int:
@@ -153,11 +173,15 @@ class HttpPredict:
     """POSTs one raw JPEG to /predict; keeps the server's predict_ms to split model from transport."""
 
     def __init__(self, client: httpx.Client, url: str, width: int) -> None:
-        self.client, self.url, self.params = client, f"{url}/predict", {"resize_width": width}
+        self.client, self.url = client, f"{url}/predict?resize_width={width}"
         self.predict_ms: list[float] = []
 
+    @staticmethod
+    def headers(body: bytes) -> dict[str, str]:
+        return {"Content-Type": "image/jpeg" if body.startswith(b"\xff\xd8") else "application/octet-stream"}
+
     def __call__(self, body: bytes) -> dict:
-        r = self.client.post(self.url, content=body, params=self.params, headers={"Content-Type": "image/jpeg"})
+        r = self.client.post(self.url, content=body, headers=self.headers(body))
         r.raise_for_status()
         doc = r.json()
         self.predict_ms.append(doc["predict_ms"])
@@ -170,7 +194,13 @@ def main() -> int:
     parser.add_argument("--in-flight", type=int, default=2)
     parser.add_argument("--resize-width", type=int, default=640)
     parser.add_argument("--jpeg-quality", type=int, default=90)
-    parser.add_argument("--preset", default="superfast", help="libx264 preset of the annotated video")
+    parser.add_argument("--frame-format", choices=FRAME_FORMATS, default="raw",
+                        help="how frames go to the runner: raw (NPY, the default on one host) or JPEG")
+    parser.add_argument("--full-frames", action="store_true",
+                        help="send frames at 768x576 (by default at --resize-width, the width person-detect "
+                             "shrinks them to itself; boxes come back scaled to the frame)")
+    parser.add_argument("--preset", default="ultrafast", help="libx264 preset of the annotated video")
+    parser.add_argument("--x264-threads", type=int, default=1, help="libx264 threads (0: x264 chooses)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of a, (p), b, back to back")
     parser.add_argument("--pipeline", action="store_true", help="also run (p): run_video with an in-process predict")
     parser.add_argument("--no-runner", action="store_true", help="skip (b), e.g. when the runner is not there")
@@ -184,21 +214,24 @@ def main() -> int:
     algorithm = load_algorithm()
 
     def in_process_predict(body: bytes) -> dict:
-        return algorithm.predict([decode_image(body)], resize_width=args.resize_width)[0]
+        return algorithm.predict([decode_frame(body)], resize_width=args.resize_width)[0]
 
     rounds: list[list[Measure]] = []
     with tempfile.TemporaryDirectory() as tmp, service(args) as http:
         for _ in range(args.repeat):
             measures = [in_process(algorithm, video, args.frames, args.resize_width)]
             if args.pipeline or http is None:
-                measures.append(measured_run("p: run_video, in-process predict", video, in_process_predict, args,
-                                             Path(tmp) / "p.mp4")[0])
+                m = measured_run("p: run_video, in-process predict", video, in_process_predict, args,
+                                 Path(tmp) / "p.mp4")[0]
+                m.detail += f"; {same_results(measures[0], m)}"
+                measures.append(m)
             if http is not None:
                 predict, pid = http
                 predict.predict_ms.clear()
                 m = measured_run(f"b: run_video over HTTP, in_flight={args.in_flight}", video, predict, args,
                                  Path(tmp) / "b.mp4", server_pid=pid)[0]
-                m.detail += f"; runner busy {sum(predict.predict_ms) / 1000 / m.seconds:.0%} of the run"
+                m.detail += (f"; runner busy {sum(predict.predict_ms) / 1000 / m.seconds:.0%} of the run; "
+                             f"{same_results(measures[0], m)}")
                 measures.append(m)
             rounds.append(measures)
     report(rounds, args)
@@ -211,8 +244,8 @@ def service(args: argparse.Namespace) -> Iterator[tuple[HttpPredict, int] | None
     if args.no_runner:
         yield None
         return
-    limits = httpx.Limits(max_keepalive_connections=args.in_flight, max_connections=args.in_flight)
-    with runner() as (url, pid), httpx.Client(timeout=60, limits=limits) as client:
+    # the platform's transport to replicas (app/replica_transport.py): pooled keep-alive http.client
+    with runner() as (url, pid), httpx.Client(timeout=60, transport=ReplicaTransport()) as client:
         predict = HttpPredict(client, url, args.resize_width)
         predict(encode_jpeg(next(iter_frames(video_path()))[1]))   # the first call pays for lazy imports
         yield predict, pid
@@ -221,7 +254,9 @@ def service(args: argparse.Namespace) -> Iterator[tuple[HttpPredict, int] | None
 def report(rounds: list[list[Measure]], args: argparse.Namespace) -> None:
     print(f"Video pipeline benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, "
           f"{args.frames} frames of vtest.avi (768x576), HOG resize_width={args.resize_width}, "
-          f"JPEG q{args.jpeg_quality}, x264 {args.preset}, in_flight {args.in_flight}, "
+          f"frames sent {'raw (NPY)' if args.frame_format == 'raw' else f'as JPEG q{args.jpeg_quality}'} "
+          f"{'at 768x576' if args.full_frames else f'at width {args.resize_width}'}, "
+          f"x264 {args.preset} on {args.x264_threads or 'auto'} thread(s), in_flight {args.in_flight}, "
           f"malloc {'plain' if args.plain_malloc else 'tuned like the runner'}, {len(rounds)} round(s)\n")
     print("| round | run | load avg | seconds | fps | CPU ms/frame | boxes | notes |")
     print("|---|---|---|---|---|---|---|---|")

@@ -7,9 +7,10 @@ Open Inference Protocol v2 beside them (`v2_endpoints.py`, sharing validation, q
   logging the reason: the orchestrator sees the task fail at once and rolls an update back.
 - `POST /predict` → 200 {"outputs": [...], "predict_ms", "batch"}. Inputs: JSON {"inputs": [...]}
   or {"input": x} with optional "params" (text and json tasks; text/plain is one text input);
-  a raw JPEG/PNG body or multipart parts named "images" (image and video tasks), params in the
-  query string. Errors: 400 bad input, 413 body over ALGOSTAGE_MAX_BODY_MB or more inputs than
-  ALGOSTAGE_MAX_BATCH (default 1000) in one request, 422 bad params
+  a raw JPEG/PNG body — or a raw frame, NPY pixels (`images.decode_raw`) — or multipart parts
+  named "images" (image and video tasks), params in the query string. Errors: 400 bad input, 413
+  body over ALGOSTAGE_MAX_BODY_MB or more inputs than ALGOSTAGE_MAX_BATCH (default 1000) in one
+  request, 422 bad params
   (with "problems" naming each), 503 not ready, 500 predict raised or returned a wrong result.
 - `GET /info` → manifest, params schema, version/commit/service/replica, pid, uptime, status.
 - `GET /metrics` → Prometheus text from a private registry.
@@ -48,7 +49,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestration.runner import SETUP_FAILED_EXIT, limits
-from orchestration.runner.images import JPEG_MAGIC, PNG_MAGIC, decode as decode_image, dimensions
+from orchestration.runner.images import JPEG_MAGIC, NPY_MAGIC, PNG_MAGIC, RawFrameError, decode as decode_image, \
+    dimensions
 from orchestration.runner.loader import PredictFn, load_predict
 from orchestration.runner.manifest import MANIFEST_FILE, Manifest, ManifestError, ParamError, ParamValidator, \
     load_manifest
@@ -435,19 +437,25 @@ def decode_images(blobs: list[bytes], mime: str = "", label: str = "images",
     """Each blob decoded to a BGR uint8 array (`images.decode`). Refused(400) names the first one
     that is not an image (`label[i]`; a single blob of the native API is "body"), or whose header
     claims more than `max_pixels` pixels (checked before decoding: a decompression bomb allocates
-    nothing). Without a MIME type (or application/octet-stream) only JPEG and PNG are accepted."""
+    nothing). Without a MIME type (or application/octet-stream) only JPEG, PNG and raw frames (NPY,
+    `images.decode_raw`) are accepted; a raw frame is recognised by its magic bytes whatever the
+    MIME type says, and one that is not uint8 BGR or grey, or whose data does not match its
+    header, is refused saying why."""
     images = []
     for i, blob in enumerate(blobs):
         where = f"{label}[{i}]" if len(blobs) > 1 or label != "images" else "body"
         if not blob:
             raise Refused(400, f"{where} is empty")
-        if mime in ("", "application/octet-stream") and not blob.startswith((JPEG_MAGIC, PNG_MAGIC)):
+        if mime in ("", "application/octet-stream") and not blob.startswith((JPEG_MAGIC, PNG_MAGIC, NPY_MAGIC)):
             raise Refused(400, f"{where} is not a JPEG or PNG image")
         size = dimensions(blob)
         if size is not None and size[0] * size[1] > max_pixels:
             raise Refused(400, f"{where} is {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "
                                "(ALGOSTAGE_MAX_IMAGE_PIXELS)")
-        image = decode_image(blob)
+        try:
+            image = decode_image(blob)
+        except RawFrameError as e:
+            raise Refused(400, f"{where}: {e}") from None
         if image is None:
             raise Refused(400, f"{where} cannot be decoded as an image ({len(blob)} bytes)")
         images.append(image)

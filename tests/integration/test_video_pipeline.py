@@ -3,6 +3,7 @@ libx264), an in-process HOG people detector standing in for a service, and predi
 block, fail or misbehave to check concurrency, ordering, cancel and errors."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import threading
@@ -16,8 +17,9 @@ import pytest
 
 from app.media import (H264Writer, MediaError, decode_image, encode_jpeg, iter_frames, label_color, probe_video,
                        run_video, video_poster)
+from orchestration.runner import images
 
-from tests.conftest import demo_media
+from tests.conftest import ROOT, demo_media
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def ffprobe(path: Path) -> dict:
 
 
 class HogPredict:
-    """People detection like the person-detect demo, decoding the JPEG body as a service would."""
+    """People detection like the person-detect demo, decoding the body (JPEG or raw) as a runner does."""
 
     def __init__(self, width: int = 640) -> None:
         self.hog = cv2.HOGDescriptor()
@@ -47,7 +49,9 @@ class HogPredict:
         self.width = width
 
     def __call__(self, body: bytes) -> dict:
-        image = decode_image(body)
+        return self.detect(images.decode(body))
+
+    def detect(self, image: np.ndarray) -> dict:
         factor = image.shape[1] / self.width
         small = cv2.resize(image, (self.width, round(image.shape[0] / factor)), interpolation=cv2.INTER_AREA)
         rects, weights = self.hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.1)
@@ -173,6 +177,119 @@ def test_missing_video_raises_media_error(tmp_path):
 
 
 # --- the pipeline --------------------------------------------------------------------------------
+
+def test_raw_frames_reach_the_service_as_the_very_pixels_decoded_and_give_the_same_video(tmp_path, vtest):
+    """frame_format="raw": each call gets the NPY frame the runner decodes (orchestration.runner.images)
+    to exactly the frame iter_frames gives; outputs, order and the annotated video are as with JPEG."""
+    frames = [frame for _, (_, frame) in zip(range(12), iter_frames(vtest))]
+    seen: dict[int, np.ndarray] = {}
+
+    def predict(body: bytes) -> dict:
+        assert body.startswith(images.NPY_MAGIC)
+        image = images.decode(body)
+        index = next(i for i, f in enumerate(frames) if np.array_equal(f, image))
+        seen[index] = image
+        return {"boxes": [{"x": 10 + 4 * index, "y": 20, "w": 60, "h": 120, "label": "person", "score": 1.0}]}
+
+    raw = run_video(vtest, predict, task="video.detection", out_path=tmp_path / "raw.mp4", max_frames=12,
+                    frame_format="raw")
+    assert sorted(seen) == list(range(12)) and raw.error is None
+    assert [o["boxes"][0]["x"] for o in raw.outputs] == [10 + 4 * i for i in range(12)]
+    assert ffprobe(raw.out_path)["frames"] == 12
+    with av.open(str(raw.out_path)) as c:
+        last = list(c.decode(video=0))[-1].to_ndarray(format="bgr24")
+    edge = last[30:130, 10 + 4 * 11].astype(int)   # frame 11's box, drawn in the label's colour
+    assert np.abs(edge - np.array(label_color("person"))).mean() < 40
+
+
+def test_hog_finds_the_same_people_in_raw_frames_as_in_process(tmp_path, vtest):
+    """Results identical in meaning: raw frames are the decoded pixels, so a service finds exactly
+    the boxes the in-process detector finds (JPEG, quality 90, moves a few)."""
+    hog = HogPredict()
+    frames = [frame for _, (_, frame) in zip(range(20), iter_frames(vtest))]
+    expected = [hog.detect(frame) for frame in frames]
+    run = run_video(vtest, HogPredict(), task="video.detection", out_path=tmp_path / "o.mp4", max_frames=20,
+                    frame_format="raw")
+    assert run.outputs == expected and sum(len(o["boxes"]) for o in expected) > 5
+
+
+def person_detect() -> object:
+    spec = importlib.util.spec_from_file_location("person_detect_predict",
+                                                  ROOT / "demo_data" / "algorithms" / "person-detect" / "predict.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    algorithm = module.Algorithm()
+    algorithm.setup()
+    return algorithm
+
+
+@pytest.mark.parametrize("frame_format", ["raw", "jpeg"])
+def test_frames_sent_at_the_width_person_detect_works_at_give_boxes_on_the_whole_frame(tmp_path, vtest, frame_format):
+    """frame_width=640: the service gets 640x480 frames, and the boxes come back in the 768x576
+    frame's pixels — with raw frames exactly the boxes person-detect finds in-process on the whole
+    frame (it shrinks the frame to resize_width itself, the same way)."""
+    algorithm = person_detect()
+    frames = [frame for _, (_, frame) in zip(range(15), iter_frames(vtest))]
+    expected = [algorithm.predict([frame], resize_width=640)[0] for frame in frames]
+    sizes = set()
+
+    def predict(body: bytes) -> dict:
+        image = images.decode(body)
+        sizes.add(image.shape)
+        return json.loads(json.dumps(algorithm.predict([image], resize_width=640)[0]))   # as over HTTP
+
+    run = run_video(vtest, predict, task="video.detection", out_path=tmp_path / "o.mp4", max_frames=15,
+                    frame_format=frame_format, frame_width=640)
+    assert sizes == {(480, 640, 3)} and run.error is None and sum(len(o["boxes"]) for o in expected) > 10
+    if frame_format == "raw":
+        assert run.outputs == expected
+    else:   # JPEG moves a few boxes by a few pixels; the people found stay
+        found, want = (sum(len(o["boxes"]) for o in outs) for outs in (run.outputs, expected))
+        assert abs(found - want) <= 3
+    assert all(b["x"] + b["w"] <= 768 and b["y"] + b["h"] <= 576 for o in run.outputs for b in o["boxes"])
+    assert ffprobe(run.out_path)["width"] == 768, "the annotated video keeps the frame's size"
+
+
+def test_a_bad_frame_width_is_refused(tmp_path, vtest):
+    with pytest.raises(ValueError, match="frame_width"):
+        run_video(vtest, sleeper(0, Gauge()), task="video.detection", out_path=tmp_path / "o.mp4", frame_width=0)
+
+
+def test_opencv_runs_on_the_calling_thread_during_a_run_and_gets_its_threads_back(tmp_path, vtest):
+    before, during = cv2.getNumThreads(), []
+
+    def predict(body: bytes) -> dict:
+        during.append(cv2.getNumThreads())
+        return {"boxes": []}
+
+    run_video(vtest, predict, task="video.detection", out_path=tmp_path / "a.mp4", max_frames=3, opencv_threads=1)
+    assert set(during) == {1} and cv2.getNumThreads() == before
+    during.clear()
+    run_video(vtest, predict, task="video.detection", out_path=tmp_path / "b.mp4", max_frames=3)
+    assert set(during) == {before}, "without opencv_threads the run leaves OpenCV alone"
+
+
+def test_overlapping_runs_that_lower_opencv_threads_restore_them_after_the_last(tmp_path, vtest):
+    before, gate, during = cv2.getNumThreads(), threading.Event(), []
+
+    def slow(body: bytes) -> dict:
+        gate.wait(10)
+        return {"boxes": []}
+
+    first = threading.Thread(target=run_video, args=(vtest, slow), kwargs={
+        "task": "video.detection", "out_path": tmp_path / "a.mp4", "max_frames": 2, "opencv_threads": 1})
+    first.start()
+    time.sleep(0.3)
+
+    def quick(body: bytes) -> dict:
+        during.append(cv2.getNumThreads())
+        return {"boxes": []}
+
+    run_video(vtest, quick, task="video.detection", out_path=tmp_path / "b.mp4", max_frames=2, opencv_threads=1)
+    assert set(during) == {1} and cv2.getNumThreads() == 1, "the first run still lasts"
+    gate.set()
+    first.join(10)
+    assert cv2.getNumThreads() == before
 
 def test_hog_people_detection_over_120_frames_in_order_with_an_h264_video(tmp_path, vtest):
     hog = HogPredict()
@@ -336,6 +453,11 @@ def test_another_codec_and_rate(tmp_path):
     assert abs(probe["rate"] - 23.976) < 0.01
     assert run.summary("video.classification")[0] == {"frame": 0, "count": 1, "mean_score": 0.5, "label": "face",
                                                        "latency_ms": run.latency_ms[0]}
+
+
+def test_an_unknown_frame_format_is_refused(tmp_path, vtest):
+    with pytest.raises(ValueError, match="frame_format must be one of jpeg, raw, not 'png'"):
+        run_video(vtest, sleeper(0, Gauge()), task="video.detection", out_path=tmp_path / "o.mp4", frame_format="png")
 
 
 def test_bad_arguments_are_refused(tmp_path, vtest):

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from app.media import (DEFAULT_PALETTE, MediaError, decode_image, draw, encode_jpeg, frame_summary, label_color, sniff,
-                       to_png)
+from app.media import (DEFAULT_PALETTE, MediaError, decode_image, draw, encode_jpeg, encode_raw, frame_summary,
+                       label_color, scale_output, shrink_to_width, sniff, to_png)
 
 from tests.conftest import demo_media
 
@@ -169,6 +169,64 @@ def test_encoders_refuse_an_empty_array():
     for encode in (encode_jpeg, to_png):
         with pytest.raises(MediaError, match="empty"):
             encode(np.zeros((0, 0, 3), np.uint8))
+
+
+def test_a_raw_frame_is_numpys_own_npy_of_the_pixels():
+    import io
+    image = picture(50, 30)
+    body = encode_raw(image)
+    assert body.startswith(b"\x93NUMPY") and len(body) == 128 + image.nbytes
+    back = np.load(io.BytesIO(body), allow_pickle=False)
+    assert back.dtype == np.uint8 and np.array_equal(back, image)
+    assert np.array_equal(np.load(io.BytesIO(encode_raw(image[:, :, 0]))), image[:, :, 0])
+
+
+@pytest.mark.parametrize("array", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8),
+                                   np.zeros((0, 4, 3), np.uint8), np.zeros(12, np.uint8)])
+def test_encode_raw_refuses_what_is_not_a_bgr_or_grey_frame(array):
+    with pytest.raises(MediaError, match="cannot send a raw frame"):
+        encode_raw(array)
+
+
+# --- frames sent at the service's width ----------------------------------------------------------
+
+def test_shrink_to_width_keeps_the_aspect_and_leaves_narrower_frames_alone():
+    frame = picture(768, 576)
+    small = shrink_to_width(frame, 640)
+    assert small.shape == (480, 640, 3)
+    assert np.array_equal(small, cv2.resize(frame, (640, 480), interpolation=cv2.INTER_AREA))
+    assert shrink_to_width(frame, 768) is frame and shrink_to_width(frame, 1024) is frame
+    assert shrink_to_width(frame, None) is frame
+    assert shrink_to_width(picture(101, 33), 50).shape == (16, 50, 3)
+
+
+def test_boxes_are_scaled_back_by_their_corners_and_stay_whole_numbers():
+    out = {"boxes": [{"x": 10, "y": 3, "w": 7, "h": 11, "label": "person", "score": 1.5}], "extra": 1}
+    got = scale_output("video.detection", out, 1.2, 1.2)
+    assert got == {"boxes": [{"x": 12, "y": 4, "w": 8, "h": 13, "label": "person", "score": 1.5}], "extra": 1}
+    assert out["boxes"][0]["x"] == 10, "the service's output is not changed in place"
+
+
+def test_fractional_boxes_stay_fractional_and_malformed_entries_are_kept_as_they_are():
+    out = {"boxes": [{"x": 1.5, "y": 2.0, "w": 3.0, "h": 4.0}, {"x": "a", "y": 1, "w": 1, "h": 1}, "junk"]}
+    got = scale_output("image.detection", out, 2.0, 0.5)
+    assert got["boxes"] == [{"x": 3.0, "y": 1.0, "w": 6.0, "h": 2.0}, {"x": "a", "y": 1, "w": 1, "h": 1}, "junk"]
+
+
+def test_ocr_boxes_and_polygons_are_scaled_text_is_not():
+    out = {"lines": [{"text": "hi", "polygon": [[0, 0], [10, 0], [10, 5]], "box": {"x": 0, "y": 0, "w": 10, "h": 5}},
+                     {"text": "no geometry"}]}
+    got = scale_output("video.ocr", out, 2.0, 3.0)
+    assert got["lines"][0] == {"text": "hi", "polygon": [[0, 0], [20, 0], [20, 15]],
+                               "box": {"x": 0, "y": 0, "w": 20, "h": 15}}
+    assert got["lines"][1] == {"text": "no geometry"}
+
+
+@pytest.mark.parametrize("task, output", [("video.classification", {"label": "cat", "score": 0.9}),
+                                          ("video.detection", ["not", "a", "dict"]),
+                                          ("video.detection", {"boxes": "none"})])
+def test_what_has_no_geometry_is_returned_as_it_is(task, output):
+    assert scale_output(task, output, 2.0, 2.0) is output
 
 
 # --- drawing -------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 that path must not take (EXIF orientation, CMYK, damaged data) is OpenCV's to decide."""
 from __future__ import annotations
 
+import io
 import struct
 
 import cv2
@@ -124,3 +125,60 @@ def test_an_opencv_error_is_no_image_rather_than_an_exception(monkeypatch):
         raise cv2.error("imdecode_(): image size exceeds the limit")
     monkeypatch.setattr(cv2, "imdecode", refuse)
     assert images.decode_cv2(cv2.imencode(".png", photo())[1].tobytes()) is None
+
+
+# --- raw frames (NPY) ----------------------------------------------------------------------------
+
+def npy(array: np.ndarray, version: tuple[int, int] = (1, 0)) -> bytes:
+    """`array` as numpy itself writes it (np.save's format), not as app.media does."""
+    fp = io.BytesIO()
+    np.lib.format.write_array(fp, array, version=version, allow_pickle=array.dtype == object)
+    return fp.getvalue()
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_a_raw_frame_gives_its_very_pixels_writable(version):
+    frame = photo()
+    got = images.decode(npy(frame, version))
+    assert got.dtype == np.uint8 and np.array_equal(got, frame)
+    got[0, 0] = 0   # an algorithm may draw on its input
+    assert got.flags.writeable
+
+
+def test_a_grey_raw_frame_comes_back_as_three_equal_channels():
+    grey = cv2.cvtColor(photo(), cv2.COLOR_BGR2GRAY)
+    got = images.decode(npy(grey))
+    assert got.shape == (64, 96, 3) and all(np.array_equal(got[:, :, c], grey) for c in range(3))
+
+
+def test_a_raw_frame_from_app_media_is_decoded_to_the_same_pixels():
+    from app.media import encode_raw
+    frame = photo(97, 31)
+    assert np.array_equal(images.decode(encode_raw(frame)), frame)
+    assert np.array_equal(images.decode(encode_raw(frame[:, ::2])), frame[:, ::2])   # a strided view is sent whole
+
+
+@pytest.mark.parametrize("blob, fragment", [
+    (npy(photo().astype(np.float32)), "holds float32 values; uint8 expected"),
+    (npy(np.zeros((64, 96, 4), np.uint8)), "has shape (64, 96, 4)"),
+    (npy(np.zeros((5, 64, 96, 3), np.uint8)), "has shape (5, 64, 96, 3)"),
+    (npy(np.zeros(100, np.uint8)), "has shape (100,)"),
+    (npy(np.zeros((0, 96, 3), np.uint8)), "both sides > 0"),
+    (npy(np.asfortranarray(photo())), "Fortran order"),
+    (npy(photo())[:-1], "(18432 bytes of pixels) but 18431 bytes follow it"),
+    (npy(photo()) + b"\0", "(18432 bytes of pixels) but 18433 bytes follow it"),
+    (npy(photo())[:40], "not a readable NPY header"),
+    (b"\x93NUMPY\x01\x00\x10\x00{'descr': os}   \n", "not a readable NPY header"),
+    (b"\x93NUMPY\x09\x00" + npy(photo())[8:], "not a readable NPY header: unknown NPY version 9.0"),
+    (npy(np.array([{"a": 1}], dtype=object)), "holds object values"),   # never unpickled
+])
+def test_a_raw_frame_that_is_not_a_bgr_or_grey_image_is_refused_saying_why(blob, fragment):
+    with pytest.raises(images.RawFrameError) as e:
+        images.decode(blob)
+    assert fragment in str(e.value)
+
+
+def test_dimensions_of_a_raw_frame_come_from_its_header_alone():
+    header = npy(np.zeros((64, 96, 3), np.uint8))[:128]
+    assert images.dimensions(header) == (96, 64)
+    assert images.dimensions(npy(photo().astype(np.int16))) is None   # not a frame: decode says why
