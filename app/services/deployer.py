@@ -44,7 +44,7 @@ from app.services.ports import PortAllocator
 from app.services.routing import Router
 from app.services.rows import find_service, get_service
 from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack
-from orchestration.health import wait_ready
+from orchestration.health import Health, wait_ready
 from orchestration.locks import file_lock
 from orchestration.runtime import (NAME_PREFIX, ClusterRuntime, Endpoint, ReplicaSpec, Resources, Runtime,
                                    ServiceState, TaskEndpoint, slot_of, wait_settled)
@@ -53,6 +53,8 @@ from orchestration.workload import LABEL
 
 PHASES = ("export", "build", "start", "smoke", "switch", "retire")
 MAX_REPLICAS = 16
+PORT_RETRIES = 2     # a replica whose port another process took after the free-port check: other ports
+PORT_TAKEN = ("address already in use", "port is already allocated")   # the runner's bind; Docker's
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class _New:
     index: int
     port: int
     endpoint: Endpoint | None = None
+    spec: ReplicaSpec | None = None     # what the runtime was given (not for a cluster's tasks)
 
 
 @dataclass(frozen=True)
@@ -453,9 +456,29 @@ class _Run:
     def _start(self, specs: list[ReplicaSpec]) -> None:
         for spec in specs:
             spec = ReplicaSpec(**{**spec.__dict__, "port": self.d._ports.reserve(spec.name)})
-            self.new.append(_New(spec.name, spec.index, spec.port))
-            endpoint = self.runtime.deploy(spec, lambda line: self.log("start", line))
-            self.new[-1] = _New(spec.name, spec.index, spec.port, endpoint)
+            self.new.append(_New(spec.name, spec.index, spec.port, spec=spec))
+            for attempt in range(PORT_RETRIES + 1):
+                try:
+                    self.new[-1] = self._deploy(self.new[-1].spec)
+                    break
+                except DeployError as e:
+                    if attempt == PORT_RETRIES or not _port_taken(str(e) + e.log):
+                        raise
+                    self._move(len(self.new) - 1)
+
+    def _deploy(self, spec: ReplicaSpec) -> _New:
+        endpoint = self.runtime.deploy(spec, lambda line: self.log("start", line))
+        return _New(spec.name, spec.index, spec.port, endpoint, spec)
+
+    def _move(self, i: int) -> None:
+        """Replica `i` could not bind its port: another process took it after the free-port check
+        (a client's outgoing connection may take any port). It gets another port; the taken one's
+        reservation is dropped once the new one is held, so the allocator does not hand it back."""
+        new = self.new[i]
+        port = self.d._ports.reserve(new.name)
+        self.d._ports.release(new.name, new.port)
+        self.log("start", f"{new.name}: port {new.port} was taken by another process; on port {port} instead")
+        self.new[i] = _New(new.name, new.index, port, None, ReplicaSpec(**{**new.spec.__dict__, "port": port}))
 
     def _start_cluster(self, spec: ReplicaSpec) -> None:
         """The cluster service created with N tasks of the version, or rolled to it (new tasks first,
@@ -492,10 +515,9 @@ class _Run:
     # --- health gate ------------------------------------------------------------------------------
 
     def _smoke(self, package: Path) -> None:
-        for new in self.new:
-            spec, endpoint = new, new.endpoint
-            health = wait_ready(self.d._http, endpoint.url, self.plan.health_timeout,
-                                alive=lambda n=spec.name: self._gone(n))
+        for i in range(len(self.new)):
+            health = self._healthy(i)
+            spec, endpoint = self.new[i], self.new[i].endpoint
             if not health.ready:
                 raise DeployError(Message("deploy.setup_failed", "{name} is not healthy: SETUP_FAILED (setup() raised) — {error}",
                                           name=spec.name, error=health.error)
@@ -511,6 +533,20 @@ class _Run:
             raise DeployError(Message("deploy.smoke_failed", "smoke test failed: {problems}", problems=problems), phase="smoke",
                               log=self.runtime.logs(first.name, 60, "stderr"))
         self.log("smoke", "smoke test passed: /health, /info, /predict on the first sample, /metrics")
+
+    def _healthy(self, i: int) -> Health:
+        """/health of replica `i` once READY, or the last one read; a replica that stopped because
+        another process took its port after the free-port check is moved to another port first."""
+        for attempt in range(PORT_RETRIES + 1):
+            new = self.new[i]
+            health = wait_ready(self.d._http, new.endpoint.url, self.plan.health_timeout,
+                                alive=lambda n=new.name: self._gone(n))
+            if health.ready or self.cluster or attempt == PORT_RETRIES or not self._gone(new.name) or \
+                    not _port_taken(self.runtime.logs(new.name, 60, "stderr")):
+                return health
+            self._move(i)
+            self.new[i] = self._deploy(self.new[i].spec)
+        return health
 
     def _wait_running(self) -> None:
         """Until the runtime, too, counts the new replicas as started (supervisord's `startsecs`),
@@ -667,6 +703,10 @@ class _Run:
             dep.status, dep.failed_phase, dep.error = status, phase, error[:4000]
             dep.phases, dep.finished_at = dict(self.phases), utcnow()
             dep.build_log = (log or "\n".join(self.log_lines))[-200_000:]
+
+
+def _port_taken(text: str) -> bool:
+    return any(words in text.lower() for words in PORT_TAKEN)
 
 
 def _replicas_between(replicas: int) -> Message:

@@ -57,10 +57,13 @@ class PortAllocator:
                                       "remove services", lo=lo, hi=hi))
 
     @internal(WHY)
-    def release(self, owner: str) -> int:
-        """Release every port reserved by `owner`; returns how many. Idempotent."""
+    def release(self, owner: str, port: int | None = None) -> int:
+        """Release every port reserved by `owner` (only `port`, when given); returns how many. Idempotent."""
+        q = delete(PortReservation).where(PortReservation.owner == owner)
+        if port is not None:
+            q = q.where(PortReservation.port == port)
         with self._sessions() as s, s.begin():
-            return s.execute(delete(PortReservation).where(PortReservation.owner == owner)).rowcount
+            return s.execute(q).rowcount
 
     @internal(WHY)
     def owner_of(self, port: int) -> str | None:

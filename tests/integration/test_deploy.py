@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -277,3 +279,42 @@ def test_a_redeploy_keeps_the_replica_count(deploy_platform: Platform) -> None:
     p.deployer.deploy(OPERATOR, DeployRequest("hello", replicas=2))
     again = p.deployer.deploy(OPERATOR, DeployRequest("hello"))
     assert len(again.urls) == 2 and len(p.services.get(VIEWER, "hello").replicas) == 2
+
+
+def test_a_replica_whose_port_is_taken_after_the_check_moves_to_another(deploy_platform: Platform) -> None:
+    """Another process binds the port between the allocator's check and the replica's bind (any
+    outgoing connection may take a port): the replica cannot bind, supervisord gives up on it, and
+    the deploy starts it again on another port instead of failing. The race is made certain: the
+    allocator's check says every port is free while a real listener holds the range's first."""
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    low = p.settings.value("ALGOSTAGE_PORT_RANGE")[0]
+    taker = socket.socket()
+    taker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    taker.bind(("127.0.0.1", low))
+    taker.listen(8)
+    stop = threading.Event()
+
+    def refuse() -> None:   # accepts and closes at once: probes of it fail fast, as of a foreign server
+        taker.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                taker.accept()[0].close()
+            except OSError:
+                continue
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    p.deployer._ports._is_free = lambda port: True
+    events: list[str] = []
+    try:
+        result = p.deployer.deploy(OPERATOR, DeployRequest("hello"), lambda e: events.append(e.message))
+    finally:
+        stop.set()
+        thread.join()
+        taker.close()
+    assert f"algo-hello-1: port {low} was taken by another process; on port {low + 1} instead" in events, events
+    assert result.urls == [f"http://127.0.0.1:{low + 1}"]
+    assert health(result.urls[0])["status"] == "READY"
+    assert p.invoker.invoke(VIEWER, "hello", ["hello world"]).replica == "algo-hello-1"
+    with p.sessions() as s:
+        assert [(r.port, r.owner) for r in s.scalars(select(PortReservation))] == [(low + 1, "algo-hello-1")]
