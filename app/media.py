@@ -22,8 +22,6 @@ import contextlib
 import functools
 import io
 import math
-import os
-import queue
 import re
 import threading
 import time
@@ -670,7 +668,7 @@ def _no_progress(done: int, total: int) -> None:
 def run_video(path: Path, predict: Predict, *, task: str, out_path: Path, in_flight: int = 2, every_nth: int = 1,
               max_frames: int | None = None, progress: Progress = _no_progress,
               cancel: threading.Event | None = None, jpeg_quality: int = 90, frame_format: str = "jpeg",
-              opencv_threads: int | None = None, frame_width: int | None = None, cpu_nice: int = 0,
+              opencv_threads: int | None = None, frame_width: int | None = None,
               palette: Sequence[Color] = DEFAULT_PALETTE, writer: Callable[[Path, float], H264Writer] = H264Writer,
               clock: Callable[[], float] = time.perf_counter) -> VideoRun:
     """Sends frames 0, n, 2n, … (n = `every_nth`, at most `max_frames`) of the video at `path` to
@@ -690,12 +688,6 @@ def run_video(path: Path, predict: Predict, *, task: str, out_path: Path, in_fli
     conversions are small and, on a host shared with the service, OpenCV's idle workers only spin
     (~0.7 ms of CPU a frame here, docs/BENCHMARKS.md "Video pipeline"); None, the default, leaves
     it alone (an in-process predict may want OpenCV's threads).
-    `cpu_nice` > 0 runs the pipeline (decoding, the calls' threads, drawing, encoding) in a thread
-    of its own, that many steps below the caller's CPU priority (Linux; elsewhere, or if refused,
-    at the caller's): for a service on this host, whose threads then get a core back at once
-    instead of waiting out the pipeline's time slice — a detector on OpenCV's thread pool spins
-    while one of its threads waits. `progress` is still called on the calling thread; an exception
-    from it stops the run and is raised here.
 
     `progress(done, total)` is called on the calling thread (so a UI callback may update widgets),
     with 0 first and then after every frame written; `done` only grows (`total` shrinks if the file
@@ -721,11 +713,7 @@ def run_video(path: Path, predict: Predict, *, task: str, out_path: Path, in_fli
     frames = _limited(iter_frames(path, every_nth=every_nth), max_frames)
     try:
         with _OPENCV_THREADS.lowered(opencv_threads):
-            if cpu_nice > 0:
-                _at_lower_priority(lambda report, stop: job.run(frames, run, video, report, stop), cpu_nice,
-                                   progress, cancel)
-            else:
-                job.run(frames, run, video, progress, cancel)
+            job.run(frames, run, video, progress, cancel)
     finally:
         frames.close()
         job.close()
@@ -736,48 +724,6 @@ def run_video(path: Path, predict: Predict, *, task: str, out_path: Path, in_fli
     else:
         Path(out_path).unlink(missing_ok=True)
     return run
-
-
-class _Stop:
-    """Set when the caller's cancel event is set or the caller stopped listening."""
-
-    def __init__(self, cancel: threading.Event | None) -> None:
-        self.cancel, self.abandoned = cancel, threading.Event()
-
-    def is_set(self) -> bool:
-        return self.abandoned.is_set() or (self.cancel is not None and self.cancel.is_set())
-
-
-def _at_lower_priority(work: Callable[[Progress, _Stop], None], nice: int, progress: Progress,
-                       cancel: threading.Event | None) -> None:
-    """`work(report, stop)` in a thread of its own, `nice` steps below the caller's CPU priority
-    (threads it starts inherit it); each `report` is relayed to `progress` on this thread. An
-    exception of `work`, or of `progress` (which sets `stop` first), is raised here."""
-    events: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
-    failed: list[BaseException] = []
-    stop = _Stop(cancel)
-
-    def body() -> None:
-        with contextlib.suppress(OSError, AttributeError):   # not Linux, or not allowed: as the caller
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
-        try:
-            work(lambda done, total: events.put((done, total)), stop)
-        except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread
-            failed.append(e)
-        finally:
-            events.put(None)
-
-    thread = threading.Thread(target=body, name="video-pipeline", daemon=True)
-    thread.start()
-    try:
-        while (event := events.get()) is not None:
-            progress(*event)
-    finally:
-        stop.abandoned.set()
-        thread.join()
-    if failed:
-        raise failed[0]
 
 
 class _OpenCVThreads:
@@ -828,7 +774,7 @@ class _VideoJob:
         self.pending: deque[tuple[int, np.ndarray, Future]] = deque()
 
     def run(self, frames: Iterator[tuple[int, np.ndarray]], run: VideoRun, video: H264Writer,
-            progress: Progress, cancel: threading.Event | _Stop | None) -> None:
+            progress: Progress, cancel: threading.Event | None) -> None:
         exhausted = False
         while True:
             if cancel is not None and cancel.is_set():
@@ -872,7 +818,7 @@ class _VideoJob:
         return output, ms
 
     @staticmethod
-    def _wait(future: Future, cancel: threading.Event | _Stop | None) -> bool:
+    def _wait(future: Future, cancel: threading.Event | None) -> bool:
         """Waits for `future`; False as soon as `cancel` is set."""
         while not future.done():
             if cancel is not None and cancel.is_set():

@@ -2,8 +2,7 @@
 
     .venv/bin/python bench/bench_video.py [--frames 795] [--in-flight 2] [--resize-width 640]
                                           [--frame-format raw|jpeg] [--jpeg-quality 90]
-                                          [--full-frames] [--preset ultrafast] [--x264-threads 1] [--cpu-nice 10]
-                                          [--repeat 1]
+                                          [--full-frames] [--preset ultrafast] [--x264-threads 1] [--repeat 1]
                                           [--pipeline] [--no-runner]
 
 (a) in-process: decode each frame (PyAV) and call demo_data/algorithms/person-detect's predict on it
@@ -111,15 +110,13 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 def measured_run(name: str, video: Path, predict: Callable[[bytes], dict], args: argparse.Namespace,
                  out: Path, server_pid: int | None = None) -> tuple[Measure, VideoRun]:
-    """run_video as the platform runs it; with `server_pid` (b) the predict calls a service on this
-    host, so, as the showcase does, OpenCV runs on the calling thread here (`opencv_threads=1`) and
-    the pipeline below the service's CPU priority (`cpu_nice`)."""
+    """run_video as the platform runs it; with `server_pid` (b) the predict calls a service, so
+    OpenCV runs on the calling thread here (`opencv_threads=1`), as the showcase does."""
     load, c0 = os.getloadavg()[0], cpu_seconds() + (cpu_seconds(server_pid) if server_pid else 0)
     run = run_video(video, predict, task="video.detection", out_path=out, in_flight=args.in_flight,
                     max_frames=args.frames, jpeg_quality=args.jpeg_quality, frame_format=args.frame_format,
                     opencv_threads=1 if server_pid else None,
                     frame_width=None if args.full_frames else args.resize_width,
-                    cpu_nice=args.cpu_nice if server_pid else 0,
                     writer=lambda path, fps: H264Writer(path, fps, preset=args.preset, threads=args.x264_threads))
     cpu = cpu_seconds() + (cpu_seconds(server_pid) if server_pid else 0) - c0
     if run.error:
@@ -204,8 +201,6 @@ def main() -> int:
                              "shrinks them to itself; boxes come back scaled to the frame)")
     parser.add_argument("--preset", default="ultrafast", help="libx264 preset of the annotated video")
     parser.add_argument("--x264-threads", type=int, default=1, help="libx264 threads (0: x264 chooses)")
-    parser.add_argument("--cpu-nice", type=int, default=10,
-                        help="b's pipeline runs this many steps below the runner's CPU priority (run_video's cpu_nice)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of a, (p), b, back to back")
     parser.add_argument("--pipeline", action="store_true", help="also run (p): run_video with an in-process predict")
     parser.add_argument("--no-runner", action="store_true", help="skip (b), e.g. when the runner is not there")
@@ -262,7 +257,6 @@ def report(rounds: list[list[Measure]], args: argparse.Namespace) -> None:
           f"frames sent {'raw (NPY)' if args.frame_format == 'raw' else f'as JPEG q{args.jpeg_quality}'} "
           f"{'at 768x576' if args.full_frames else f'at width {args.resize_width}'}, "
           f"x264 {args.preset} on {args.x264_threads or 'auto'} thread(s), in_flight {args.in_flight}, "
-          f"b's pipeline at nice +{args.cpu_nice}, "
           f"malloc {'plain' if args.plain_malloc else 'tuned like the runner'}, {len(rounds)} round(s)\n")
     print("| round | run | load avg | seconds | fps | CPU ms/frame | boxes | notes |")
     print("|---|---|---|---|---|---|---|---|")

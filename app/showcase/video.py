@@ -41,9 +41,6 @@ from app.showcase.runs import Resolved, Runs
 from app.storage import RESULTS_BUCKET, ObjectNotFound, ObjectStore, StorageError
 
 log = logging.getLogger("algostage.showcase")
-# A video run's own work (decoding, drawing, encoding) yields the CPU to the services it calls,
-# which may share this host: docs/BENCHMARKS.md, "Video pipeline" (2026-12-03).
-VIDEO_NICE = 10
 
 
 @dataclass
@@ -152,7 +149,7 @@ class Videos:
                 run = media.run_video(src, self._frame_predict(actor, plan), task=plan.target.task,
                                       out_path=src.with_suffix(".mp4"), every_nth=plan.every_nth,
                                       max_frames=plan.max_frames, progress=progress or (lambda done, total: None),
-                                      cancel=cancel, opencv_threads=1, cpu_nice=VIDEO_NICE)
+                                      cancel=cancel, opencv_threads=1)   # the frames' predicts are service calls
             except media.MediaError as e:
                 raise ValidationFailed([Problem("input", str(e).replace(src.name, "the video"))]) from None
             result, replicas = self._store(plan, run)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import random
 import threading
 import time
@@ -454,56 +453,6 @@ def test_another_codec_and_rate(tmp_path):
     assert abs(probe["rate"] - 23.976) < 0.01
     assert run.summary("video.classification")[0] == {"frame": 0, "count": 1, "mean_score": 0.5, "label": "face",
                                                        "latency_ms": run.latency_ms[0]}
-
-
-def test_at_a_lower_cpu_priority_the_pipeline_runs_in_its_own_threads_and_reports_on_the_callers(tmp_path, vtest):
-    caller, base = threading.get_ident(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    niceness, reported_on = set(), set()
-
-    def predict(body: bytes) -> dict:
-        niceness.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        return {"boxes": [{"x": 1, "y": 2, "w": 30, "h": 40, "label": "person", "score": 1.0}]}
-
-    seen = []
-    run = run_video(vtest, predict, task="video.detection", out_path=tmp_path / "o.mp4", max_frames=8, cpu_nice=5,
-                    progress=lambda done, total: (seen.append(done), reported_on.add(threading.get_ident())))
-    assert niceness == {min(base + 5, 19)}, "the calls' threads inherit the pipeline's priority"
-    assert reported_on == {caller} and seen == list(range(9))
-    assert run.frames_done == 8 and ffprobe(run.out_path)["frames"] == 8
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base, "the caller keeps its priority"
-
-
-def test_at_a_lower_cpu_priority_cancel_and_failures_behave_as_on_the_callers_thread(tmp_path, vtest):
-    cancel = threading.Event()
-
-    def cancel_at_3(done: int, total: int) -> None:
-        if done == 3:
-            cancel.set()
-
-    run = run_video(vtest, sleeper(0.01, Gauge()), task="video.detection", out_path=tmp_path / "a.mp4",
-                    max_frames=20, cpu_nice=5, progress=cancel_at_3, cancel=cancel)
-    assert run.cancelled and 3 <= run.frames_done < 20 and run.out_path is not None
-
-    count = iter(range(100))
-
-    def fails_on_5(body: bytes) -> dict:
-        if next(count) == 5:
-            raise RuntimeError("boom")
-        return {"boxes": []}
-
-    run = run_video(vtest, fails_on_5, task="video.detection", out_path=tmp_path / "b.mp4", max_frames=20,
-                    in_flight=1, cpu_nice=5)
-    assert run.error == "frame 5: RuntimeError: boom" and run.frames_done == 5
-
-    def ui_gone(done: int, total: int) -> None:
-        if done == 2:
-            raise KeyError("widget")
-
-    t0 = time.perf_counter()
-    with pytest.raises(KeyError, match="widget"):
-        run_video(vtest, sleeper(0.05, Gauge()), task="video.detection", out_path=tmp_path / "c.mp4",
-                  max_frames=200, cpu_nice=5, progress=ui_gone)
-    assert time.perf_counter() - t0 < 3, "the pipeline stops when the caller stops listening"
 
 
 def test_an_unknown_frame_format_is_refused(tmp_path, vtest):
