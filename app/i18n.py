@@ -835,6 +835,7 @@ ERRORS: dict[str, dict[str, str]] = {
     "experiment.missing": {"zh": "没有编号为 {id} 的实验"},
     "experiment.not_yours": {"zh": "{who} 无权修改 {owner} 的实验"},
     "media.empty": {"zh": "文件为空"},
+    "media.raw_frame": {"zh": "无法以原始帧发送 {dtype} 数组（形状 {shape}）：应为 uint8 的 (高, 宽, 3) 或 (高, 宽)"},
     "media.text_not_image": {"zh": "不是图片：数据是文本（应为 JPEG、PNG、BMP、GIF、WebP 或 TIFF）"},
     "media.unknown_not_image": {"zh": "不是图片：数据不是可识别的图片格式（应为 JPEG、PNG、BMP、GIF、WebP 或 TIFF）"},
     "media.undecodable_kind": {"zh": "{kind} 无法在此解码为图片（应为 JPEG、PNG、BMP、GIF、WebP 或 TIFF）"},

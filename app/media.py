@@ -246,8 +246,10 @@ def encode_raw(image: np.ndarray) -> bytes:
     and decode it again). MediaError for an array that is not uint8 (H, W, 3) or (H, W)."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.size == 0 or \
             not (image.ndim == 2 or image.ndim == 3 and image.shape[2] == 3):
-        raise MediaError(f"cannot send a raw frame of a {getattr(image, 'dtype', type(image).__name__)} array of shape "
-                         f"{getattr(image, 'shape', None)}: uint8 (height, width, 3) or (height, width) expected")
+        raise MediaError(Message("media.raw_frame", "cannot send a raw frame of a {dtype} array of shape {shape}: "
+                                 "uint8 (height, width, 3) or (height, width) expected",
+                                 dtype=str(getattr(image, "dtype", type(image).__name__)),
+                                 shape=str(getattr(image, "shape", None))))
     return b"".join((_npy_header(image.shape), np.ascontiguousarray(image).data))
 
 
