@@ -2,7 +2,7 @@
 through the Docker API (Docker, or Podman's Docker-compatible service). See orchestration/runtime.py
 for the contract every backend honours.
 
-Images are tagged `algostage/<service>:<version>-<requirements hash[:12]>`.
+Images are tagged `algostage/<service>:<version>-<commit[:10]>-<requirements hash[:12]>`.
 - A package with its own `Dockerfile` is built from that Dockerfile with the package as the build
   context (`.dockerignore` honoured). The container runs the manifest's `server` command if there is
   one, otherwise the image's own CMD, which must serve the §3 API on `$PORT` (and `$HOST`, 0.0.0.0).

@@ -78,7 +78,7 @@ class Workload:
 
 
 def image_ref(spec: ReplicaSpec, registry: str) -> str:
-    """`<registry>/algostage/<service>:<version>-<requirements hash>`: the docker runtime's tag in the registry."""
+    """`<registry>/algostage/<service>:<version>-<commit>-<requirements hash>`: the docker runtime's tag in the registry."""
     return f"{registry.rstrip('/')}/{image_tag(spec)}" if registry else image_tag(spec)
 
 

@@ -28,7 +28,7 @@ def workload(tmp_path: Path, *, replicas: int = 3, resources: Resources = Resour
 def test_the_workload_is_the_docker_runtimes_image_in_the_registry_on_the_cluster_port(tmp_path: Path) -> None:
     w = workload(tmp_path)
     assert w.name == "algo-face-detect"
-    assert w.image == "127.0.0.1:5000/algostage/face-detect:v7-" + ("ab" * 6)
+    assert w.image == "127.0.0.1:5000/algostage/face-detect:v7-c0ffee-" + ("ab" * 6)   # version, commit, requirements
     assert w.command == ("python", "-m", "orchestration.runner", "--package", "/srv/package",
                          "--port", str(CONTAINER_PORT), "--host", "0.0.0.0")
     assert w.env["PORT"] == str(CONTAINER_PORT) and w.env["MODE"] == "fast"
