@@ -98,11 +98,14 @@ def up(platform: Platform, *, wait: float = 60.0) -> UpResult:
     admin = platform.auth.bootstrap_admin(platform.environ.get("ALGOSTAGE_ADMIN_PASSWORD") or None)
     daemon = SupervisorDaemon(platform.home)
     ended = daemon.recover(owned_ports(platform), grace_s=STOP_GRACE_S)
+    # the gateway's configuration before supervisord starts: it autostarts the programs an earlier
+    # `up` defined, and an nginx spawned before the new file was written (and before its pid file,
+    # so no reload reaches it) kept serving the earlier settings (its port) — seen once in CI
+    platform.router.sync()   # the gateway starts with the routing table as it is
     started = daemon.start()
     ui_port = platform.settings.value("ALGOSTAGE_UI_PORT")
     gateway_port = platform.settings.value("ALGOSTAGE_GATEWAY_PORT")
     api_port = platform.settings.value("ALGOSTAGE_API_PORT")
-    platform.router.sync()   # the gateway starts with the routing table as it is
     for name, make, port, setting in ((UI_PROGRAM, lambda: ui_program(platform, ui_port), ui_port, "ALGOSTAGE_UI_PORT"),
                                       (AGENT_PROGRAM, lambda: agent_program(platform), None, ""),
                                       (API_PROGRAM, lambda: api_program(platform), api_port, "ALGOSTAGE_API_PORT"),
