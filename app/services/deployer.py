@@ -42,7 +42,7 @@ from app.models import Algorithm, AlgorithmService, AlgorithmVersion, Deployment
 from app.services.config import ServiceConfigStore
 from app.services.ports import PortAllocator
 from app.services.routing import Router
-from app.services.rows import find_service, get_service
+from app.services.rows import find_service, get_service, place
 from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack
 from orchestration.health import Health, wait_ready
 from orchestration.locks import file_lock
@@ -504,10 +504,8 @@ class _Run:
             for row in s.scalars(select(ServiceReplica).where(ServiceReplica.backend_name.in_(list(found)))):
                 task = found[row.backend_name]
                 row.version_id = versions.get(task.version, row.version_id)
-                if row.endpoint != task.endpoint.url:
-                    row.endpoint, row.port = task.endpoint.url, task.endpoint.port
-                    if row.routed:
-                        moved[row.backend_name] = task.endpoint
+                if place(row, task.endpoint) and row.routed:
+                    moved[row.backend_name] = task.endpoint
         if moved:
             self.d._router.publish(self.algo.name, moved)
             self.log("start", "the gateway follows the roll: " + ", ".join(f"{n} at {e.url}" for n, e in moved.items()))
@@ -517,15 +515,15 @@ class _Run:
     def _smoke(self, package: Path) -> None:
         for i in range(len(self.new)):
             health = self._healthy(i)
-            spec, endpoint = self.new[i], self.new[i].endpoint
+            new = self.new[i]
             if not health.ready:
                 raise DeployError(Message("deploy.setup_failed", "{name} is not healthy: SETUP_FAILED (setup() raised) — {error}",
-                                          name=spec.name, error=health.error)
+                                          name=new.name, error=health.error)
                                   if health.status == "SETUP_FAILED" else
-                                  Message("deploy.not_healthy", "{name} is not healthy: {error}", name=spec.name,
+                                  Message("deploy.not_healthy", "{name} is not healthy: {error}", name=new.name,
                                           error=health.error), phase="smoke",
-                                  log=self.runtime.logs(spec.name, 60, "stderr"))
-            self.log("smoke", f"{spec.name}: /health {health.status} at {endpoint.url}")
+                                  log=self.runtime.logs(new.name, 60, "stderr"))
+            self.log("smoke", f"{new.name}: /health {health.status} at {new.endpoint.url}")
         self._wait_running()
         first, endpoint = self.new[0], self.new[0].endpoint
         problems = check_contract(endpoint.url, self._sample(package), self.version.manifest.get("task", "json"))

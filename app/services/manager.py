@@ -18,7 +18,7 @@ from app.errors import Message, Missing, Problem, ValidationFailed
 from app.models import AlgorithmService, Deployment, ServiceGroup, ServiceReplica
 from app.services.ports import PortAllocator
 from app.services.routing import Router
-from app.services.rows import get_service
+from app.services.rows import get_service, place
 from app.shared import HealthBoard
 from orchestration.errors import BackendUnavailable, OrchestrationError
 from orchestration.health import Health, probe, wait_ready
@@ -400,8 +400,7 @@ class ServiceManager:
                     row.backend_name, row.index = name, slot_of(name)[1] or row.index
                 for row in mine:
                     if row.backend_name in found:
-                        row.endpoint = found[row.backend_name].endpoint.url
-                        row.port = found[row.backend_name].endpoint.port
+                        place(row, found[row.backend_name].endpoint)
 
     def _stop_one(self, svc: AlgorithmService) -> None:
         # "stopped" before the withdrawal: from then on no health round can publish it again

@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.interfaces import LoaderOption
 
 from app.errors import Message, Missing, Problem
-from app.models import AlgorithmService
+from app.models import AlgorithmService, ServiceReplica
+from orchestration.runtime import Endpoint
 
 
 def find_service(s: Session, name: str, *options: LoaderOption) -> AlgorithmService | None:
@@ -21,3 +22,11 @@ def get_service(s: Session, name: str, *options: LoaderOption) -> AlgorithmServi
     if svc is None:
         raise Missing([Problem("service", Message("service.missing", "no service {name!r}", name=name))])
     return svc
+
+
+def place(row: ServiceReplica, endpoint: Endpoint) -> bool:
+    """The replica's row says it answers at `endpoint` (a cluster moved or restarted its task);
+    True when that is a move."""
+    moved = row.endpoint != endpoint.url
+    row.endpoint, row.port = endpoint.url, endpoint.port
+    return moved
