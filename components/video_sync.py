@@ -2,7 +2,10 @@
 video's own controls driving the others too. Every video shows a frame before it is played:
 browsers leave a video black until they decode one, and many videos open on a black frame (a
 fade-in; Megamind.avi's first frame is black), so a paused, unplayed video is shown at a tenth of
-its length (at most 1 s), and its first play starts from the beginning.
+its length (at most 1 s), and its first play starts from the beginning. A paused video still without
+a frame (loading, or seeking) after 4 s with no progress — Chromium sometimes lets a media request
+stall, leaving the video black — is loaded anew, at most three times, and put back at the time it
+was seeking to.
 
 The videos are those inside the container keyed `container_key` (`st.container(key=…)` gives
 it the class `st-key-<key>`); the bar is plain HTML with a script (`st.html` with JavaScript)."""
@@ -23,7 +26,7 @@ SCRIPT = """
 </div>
 <script>
 (() => {
-  const KEY = %(key_json)s, TEXT = %(text)s, DRIFT = 0.15;
+  const KEY = %(key_json)s, TEXT = %(text)s, DRIFT = 0.15, STALL_MS = 4000;
   const all = window.__algostageSync = window.__algostageSync || {};
   if (all[KEY]) clearInterval(all[KEY]);
   const bar = () => document.getElementById("sync-" + KEY);
@@ -51,6 +54,9 @@ SCRIPT = """
   function adopt(v) {
     if (v.dataset.synced) return;
     v.dataset.synced = "1";
+    v.dataset.active = Date.now();
+    ["progress", "loadedmetadata", "loadeddata", "seeking", "seeked", "playing"].forEach(e =>
+      v.addEventListener(e, () => { v.dataset.active = Date.now(); }));
     v.preload = "auto";
     v.addEventListener("loadedmetadata", () => poster(v));
     poster(v);
@@ -65,10 +71,20 @@ SCRIPT = """
     v.addEventListener("timeupdate", show);
     v.addEventListener("ended", show);
   }
+  function unstick(v) {   // a paused video left without a frame by a media request that stalled: load it anew
+    const waiting = v.paused && !v.error && (v.seeking || v.readyState < 2) && v.currentSrc;
+    if (!waiting || Date.now() - Number(v.dataset.active || 0) < STALL_MS || Number(v.dataset.reloads || 0) >= 3) return;
+    const at = v.currentTime;
+    v.dataset.reloads = Number(v.dataset.reloads || 0) + 1;
+    v.dataset.active = Date.now();
+    v.addEventListener("loadedmetadata", () => { if (at > 0) v.currentTime = Math.min(at, v.duration || at); },
+                       {once: true});
+    v.load();
+  }
   function wire() {
     const b = bar();
     if (!b) { clearInterval(all[KEY]); return; }
-    videos().forEach(v => { adopt(v); poster(v); });
+    videos().forEach(v => { adopt(v); poster(v); unstick(v); });
     if (b.dataset.wired) return;
     b.dataset.wired = "1";
     b.querySelector("button").addEventListener("click", () => {
