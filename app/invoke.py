@@ -11,10 +11,16 @@ Target kept TARGET_CACHE_S seconds, as the router keeps its routes: a change mad
 (a deploy's switch to a new version, a canary, a changed setting, a removal) applies at the next
 call, one made by another process (the CLI, the pages) within TARGET_CACHE_S; a refused
 connection forgets it with the routes.
+
+Raw frames (NumPy's NPY format, `media.encode_raw`: the video pipeline's frames, no codec on
+either side) go as they are to a replica on this host (a loopback address); to any other host, and
+to a replica that refused one (a runner built before raw frames: 400), they go as JPEG (quality
+90), and that replica gets JPEG from then on. So a caller may always send raw frames.
 """
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -36,7 +42,8 @@ from app.services.config import ServiceConfigStore, parsed
 from app.services.routing import Route, Router
 from app.services.rows import get_service
 
-IMAGE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png"}
+IMAGE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"\x93NUMPY": "application/x-npy"}
+RAW_FRAME = b"\x93NUMPY"   # a raw frame's first bytes (NPY)
 REFUSED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
 TARGET_CACHE_S = 1.0    # like the router's routes (app/services/routing.py)
 SERVICE_ROWS = Changes(AlgorithmService, ServiceConfig, AlgorithmVersion, Algorithm)   # what a Target is read from
@@ -108,6 +115,7 @@ class Invoker:
         self._clock = clock   # a seam for tests: how old a kept Target is
         self._engine: Engine | None = sessions.kw.get("bind")
         self._targets: dict[str, tuple[float, int, Target]] = {}   # name → (read at, SERVICE_ROWS, target)
+        self._jpeg_only: set[str] = set()   # replica URLs that refused a raw frame
 
     def target(self, actor: Actor, name: str) -> Target:
         """The service `name` resolved for calls: one read of its row and one of its settings.
@@ -213,14 +221,30 @@ class Invoker:
 
     def _post(self, route: Route, target: Target, inputs: list[Any], params: dict[str, Any]) -> httpx.Response:
         url = f"{route.url}/predict"
-        if target.input_kind == "image":
-            if len(inputs) == 1:
-                data = inputs[0]
-                return self._send_post(url, target.timeout, content=data, params=_query(params),
-                                       headers={"Content-Type": image_type(data) or "application/octet-stream"})
-            files = [("images", (f"{i}", d, image_type(d) or "application/octet-stream")) for i, d in enumerate(inputs)]
-            return self._send_post(url, target.timeout, files=files, params=_query(params))
-        return self._send_post(url, target.timeout, json={"inputs": inputs, "params": params})
+        if target.input_kind != "image":
+            return self._send_post(url, target.timeout, json={"inputs": inputs, "params": params})
+        raw = any(bytes(d[:len(RAW_FRAME)]) == RAW_FRAME for d in inputs)
+        if raw and not self._takes_raw(route):
+            inputs = [raw_as_jpeg(d) for d in inputs]
+        response = self._post_images(url, target.timeout, inputs, params)
+        if raw and response.status_code == 400 and route.url not in self._jpeg_only and self._takes_raw(route):
+            if len(self._jpeg_only) > 10_000:
+                self._jpeg_only.clear()
+            self._jpeg_only.add(route.url)   # a runner from before raw frames: JPEG from now on
+            response = self._post_images(url, target.timeout, [raw_as_jpeg(d) for d in inputs], params)
+        return response
+
+    def _post_images(self, url: str, timeout: float, inputs: list[bytes], params: dict[str, Any]) -> httpx.Response:
+        if len(inputs) == 1:
+            data = inputs[0]
+            return self._send_post(url, timeout, content=data, params=_query(params),
+                                   headers={"Content-Type": image_type(data) or "application/octet-stream"})
+        files = [("images", (f"{i}", d, image_type(d) or "application/octet-stream")) for i, d in enumerate(inputs)]
+        return self._send_post(url, timeout, files=files, params=_query(params))
+
+    def _takes_raw(self, route: Route) -> bool:
+        """Raw frames go to a replica on this host that has not refused one."""
+        return route.url not in self._jpeg_only and on_this_host(route.url)
 
     def _send_post(self, url: str, timeout: float, **parts: Any) -> httpx.Response:
         """POST through the client given to this invoker, or straight to its own transport (httpx's
@@ -290,6 +314,30 @@ class Invoker:
                 return conn.execute(INSERT_CALL, row).inserted_primary_key[0]
         with self._sessions.begin() as s:
             return s.connection().execute(INSERT_CALL, row).inserted_primary_key[0]
+
+
+def on_this_host(url: str) -> bool:
+    """True when `url` names a loopback address (localhost, 127.x.x.x, ::1)."""
+    host = httpx.URL(url).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def raw_as_jpeg(data: bytes) -> bytes:
+    """A raw frame (NPY) as JPEG at quality 90; other data as it is. InvokeError when it is not a
+    readable raw frame."""
+    if bytes(data[:len(RAW_FRAME)]) != RAW_FRAME:
+        return data
+    from app import media   # OpenCV: only for a raw frame going to another host
+
+    try:
+        return media.encode_jpeg(media.decode_raw(bytes(data)))
+    except media.MediaError as e:
+        raise InvokeError(Message("invoke.raw_frame", "the raw frame cannot be sent as JPEG: {error}", error=str(e))) from e
 
 
 def _query(params: dict[str, Any]) -> dict[str, str]:

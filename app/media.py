@@ -38,6 +38,7 @@ import av
 import cv2
 import numpy as np
 from app.errors import AlgoStageError, Message
+from orchestration.runner import images as runner_images
 
 Color = tuple[int, int, int]
 Predict = Callable[[bytes], dict]
@@ -251,6 +252,15 @@ def encode_raw(image: np.ndarray) -> bytes:
                                  dtype=str(getattr(image, "dtype", type(image).__name__)),
                                  shape=str(getattr(image, "shape", None))))
     return b"".join((_npy_header(image.shape), np.ascontiguousarray(image).data))
+
+
+def decode_raw(blob: bytes) -> np.ndarray:
+    """The BGR pixels of a raw frame (`encode_raw`'s format, checked as a runner checks it: nothing
+    is unpickled). MediaError when `blob` is not such a frame."""
+    try:
+        return runner_images.decode_raw(blob)
+    except runner_images.RawFrameError as e:
+        raise MediaError(Message("media.raw_frame_bad", "not a raw frame: {error}", error=str(e))) from None
 
 
 @functools.lru_cache(maxsize=16)

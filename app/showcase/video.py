@@ -149,7 +149,8 @@ class Videos:
                 run = media.run_video(src, self._frame_predict(actor, plan), task=plan.target.task,
                                       out_path=src.with_suffix(".mp4"), every_nth=plan.every_nth,
                                       max_frames=plan.max_frames, progress=progress or (lambda done, total: None),
-                                      cancel=cancel, opencv_threads=1)   # the frames' predicts are service calls
+                                      cancel=cancel, opencv_threads=1,   # the frames' predicts are service calls
+                                      frame_format="raw")   # as JPEG to another host: see app.invoke
             except media.MediaError as e:
                 raise ValidationFailed([Problem("input", str(e).replace(src.name, "the video"))]) from None
             result, replicas = self._store(plan, run)

@@ -447,7 +447,7 @@ def decode_images(blobs: list[bytes], mime: str = "", label: str = "images",
         if not blob:
             raise Refused(400, f"{where} is empty")
         if mime in ("", "application/octet-stream") and not blob.startswith((JPEG_MAGIC, PNG_MAGIC, NPY_MAGIC)):
-            raise Refused(400, f"{where} is not a JPEG or PNG image")
+            raise Refused(400, f"{where} is not a JPEG, PNG or raw (NPY) image")
         size = dimensions(blob)
         if size is not None and size[0] * size[1] > max_pixels:
             raise Refused(400, f"{where} is {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,} "

@@ -183,7 +183,7 @@ def test_image_params_in_query_422(hello_image: RunnerProcess, client: httpx.Cli
 
 @pytest.mark.parametrize("content,ctype,fragment", [
     (b"definitely not an image", "image/jpeg", "cannot be decoded"),
-    (b"GIF89a....", "application/octet-stream", "not a JPEG or PNG"),
+    (b"GIF89a....", "application/octet-stream", "not a JPEG, PNG or raw (NPY) image"),
     (b"", "image/png", "empty"),
 ])
 def test_garbage_image_400_then_still_serving(hello_image: RunnerProcess, client: httpx.Client, content: bytes,

@@ -151,7 +151,7 @@ def test_infer_image_base64_in_json(hello_image: RunnerProcess) -> None:
 def test_undecodable_image_400_then_still_serving(hello_image: RunnerProcess) -> None:
     client = client_of(hello_image)
     message = refused(lambda: client.infer("hello-image", [bytes_input([jpeg(8, 8), b"GIF89a...."])]), "400")
-    assert message == "input[1] is not a JPEG or PNG image"
+    assert message == "input[1] is not a JPEG, PNG or raw (NPY) image"
     r = httpx.post(f"{hello_image.url}/v2/models/hello-image/infer", timeout=30,
                    json={"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1], "data": ["not base64!"]}]})
     assert r.status_code == 400 and "base64" in r.json()["error"]

@@ -155,12 +155,20 @@ def test_compare_text_columns_reports_label_agreement(deployed: Platform) -> Non
     assert cmp.counts == [None, None] and cmp.pairs[0].label_agrees is False
 
 
-def test_video_runs_frame_by_frame_into_a_playable_mp4_and_is_cached(deployed: Platform) -> None:
+def test_video_runs_frame_by_frame_into_a_playable_mp4_and_is_cached(deployed: Platform,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     sc = deployed.showcase
     video = InputRef(DEMO_BUCKET, "media/Megamind.avi")
     seen: list[tuple[int, int]] = []
+    sent: list[str] = []
+    transport = deployed.invoker._transport
+    assert transport is not None
+    handle = transport.handle_request
+    monkeypatch.setattr(transport, "handle_request", lambda r: sent.append(r.headers["content-type"]) or handle(r))
     result = sc.run_video(VIEWER, "face-detect", video, {}, every_nth=5, max_frames=8,
                           progress=lambda done, total: seen.append((done, total)))
+    assert sent == ["application/x-npy"] * 8   # the frames' pixels themselves, to a replica on this host
+    monkeypatch.undo()
     assert result.complete and not result.cached and result.error is None
     assert [r["frame"] for r in result.frames] == [0, 5, 10, 15, 20, 25, 30, 35]
     assert all(r["latency_ms"] > 0 and r["predict_ms"] is not None and r["count"] >= 0 for r in result.frames)
