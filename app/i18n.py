@@ -488,7 +488,10 @@ TEXTS: dict[str, dict[str, str]] = {
                  "(parameter sets for the Compare page).",
          "推荐的首个演示：input（演示素材，media/<文件> 或 text/<文件>#<行号>）和 columns（对比页的参数组合）。"),
         ("i18n", "Texts per language: title, description, params (label, help, choices), score, labels.",
-         "各语言的文本：title、description、params（label、help、choices）、score、labels。"))},
+         "各语言的文本：title、description、params（label、help、choices）、score、labels。"),
+        ("resize_param", "An int parameter holding the width (px) predict shrinks an image to first (0: none): "
+                         "video frames are then sent at that width, and results scaled back.",
+         "一个 int 参数，表示 predict 先把图像缩小到的宽度（像素，0 表示不缩放）：视频帧将按该宽度发送，结果再换算回原尺寸。"))},
     **{f"manifest.ParamSpec.{k}": {"en": en, "zh": zh} for k, en, zh in (
         ("type", "int, float, bool, enum or string.", "int、float、bool、enum 或 string。"),
         ("default", "The value when a call gives none.", "调用未提供时使用的值。"),

@@ -17,6 +17,9 @@ Contracts:
   (`app.history.video_output`), status "error" with the run's error when it failed. Its input hash
   is the video's and the frame choice's, so no single-image run can take it for a cached result.
   A result returned from the video cache records nothing.
+- Frames go to the service raw (their pixels, NPY; the invoker sends JPEG to another host), at
+  the width the algorithm shrinks them to itself when its manifest names that parameter
+  (`resize_param`), and its results are scaled back to the frame.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from typing import Any
 
 from app import media
 from app.auth import Action, Actor, require
+from app.catalog.manifest import Manifest
 from app.errors import Message, Problem, ValidationFailed
 from app.history import video_output
 from app.invoke import Invoker, Target, content_hash
@@ -150,7 +154,8 @@ class Videos:
                                       out_path=src.with_suffix(".mp4"), every_nth=plan.every_nth,
                                       max_frames=plan.max_frames, progress=progress or (lambda done, total: None),
                                       cancel=cancel, opencv_threads=1,   # the frames' predicts are service calls
-                                      frame_format="raw")   # as JPEG to another host: see app.invoke
+                                      frame_format="raw",   # as JPEG to another host: see app.invoke
+                                      frame_width=frame_width(plan))
             except media.MediaError as e:
                 raise ValidationFailed([Problem("input", str(e).replace(src.name, "the video"))]) from None
             result, replicas = self._store(plan, run)
@@ -221,6 +226,14 @@ class Videos:
         if self._objects.stat(RESULTS_BUCKET, data.get("video_key") or "-") is None:
             return None
         return VideoResult(**{**data, "cached": True})
+
+
+def frame_width(plan: VideoPlan) -> int | None:
+    """The width the plan's algorithm shrinks each frame to itself (its manifest's `resize_param`),
+    so frames are sent at that width and its results scaled back to the frame; None to send them
+    whole."""
+    manifest = plan.target.manifest
+    return Manifest.model_validate(manifest).resize_width(plan.params) if manifest else None
 
 
 def _video_json(result: VideoResult) -> dict[str, Any]:

@@ -450,10 +450,12 @@ class Manifest(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)   # a result's label or entity type -> shown instead
     demo: Demo | None = None
     i18n: dict[LangCode, Texts] = Field(default_factory=dict)
+    # an int parameter: the width (px) predict shrinks an image to first (0: none); see resize_width
+    resize_param: str | None = None
 
     @model_validator(mode="after")
     def _texts_and_demo_match_params(self) -> Manifest:
-        problems = [*self._i18n_problems(), *self._demo_problems()]
+        problems = [*self._i18n_problems(), *self._demo_problems(), *self._resize_problems()]
         if problems:
             raise PydanticCustomError("param_spec", "{summary}", {
                 "summary": "; ".join(f"{f}: {r}" for f, r in problems), "problems": problems})
@@ -480,6 +482,28 @@ class Manifest(BaseModel):
             except ParamError as e:
                 problems += [(f"demo.columns.{i}.{p.field}", p.reason) for p in e.problems]
         return problems
+
+    def _resize_problems(self) -> list[tuple[str, str]]:
+        if self.resize_param is None:
+            return []
+        spec = self.params.get(self.resize_param)
+        if spec is None:
+            return [("resize_param", f"no such parameter; known: {', '.join(self.params) or 'none'}")]
+        if spec.type != "int":
+            return [("resize_param", f"the parameter {self.resize_param} is {spec.type}; a width in pixels (int) "
+                                     "expected")]
+        return []
+
+    def resize_width(self, params: Mapping[str, Any]) -> int | None:
+        """The width (px) predict shrinks an image to with these `params` (defaults filled in where a
+        value is missing): the value of `resize_param` when it is above 0, else None (the image is
+        used at its size). A caller may send an image already at that width (a video's frames,
+        `media.run_video(frame_width=...)`) and scale the results back; images narrower than it
+        are sent as they are (the algorithm may enlarge them itself)."""
+        if self.resize_param is None:
+            return None
+        value = params.get(self.resize_param, self.params[self.resize_param].default)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
     def localized(self, lang: str) -> Manifest:
         """This manifest with the texts of `lang` (from `i18n`) in place of the top-level ones it

@@ -249,6 +249,31 @@ def test_compare_three_cascades_on_the_face_video_frame_by_frame(deployed: Platf
         sc.plan_video_compare(VIEWER, FACE, [Column("face-detect"), Column("face-detect")])
 
 
+def test_a_video_goes_at_the_width_the_algorithm_shrinks_to_and_its_boxes_come_back_on_the_frame(
+        deployed: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """person-detect's manifest names `resize_width` its `resize_param`: its frames are sent raw at
+    that width (vtest.avi is 768x576), and the boxes are drawn and kept in the frame's pixels."""
+    deployed.catalog.upload(ADMIN, str(DEMO / "person-detect"))
+    deployed.deployer.deploy(OPERATOR, DeployRequest("person-detect", runtime="supervisor", health_timeout=300))
+    sent: list[bytes] = []
+    transport = deployed.invoker._transport
+    assert transport is not None
+    handle = transport.handle_request
+    monkeypatch.setattr(transport, "handle_request", lambda r: sent.append(r.read()) or handle(r))
+    video = InputRef(DEMO_BUCKET, "media/vtest.avi")
+    narrow = deployed.showcase.run_video(VIEWER, "person-detect", video, {"resize_width": 384}, every_nth=40,
+                                         max_frames=5, force=True)
+    shapes = [media.decode_raw(body).shape for body in sent]
+    assert narrow.complete and shapes == [(288, 384, 3)] * 5
+    sent.clear()
+    whole = deployed.showcase.run_video(VIEWER, "person-detect", video, {"resize_width": 0}, every_nth=40,
+                                        max_frames=5, force=True)
+    assert whole.complete and [media.decode_raw(body).shape for body in sent] == [(576, 768, 3)] * 5
+    boxes = [b for out in narrow.outputs for b in out["boxes"]]
+    right = [b["x"] + b["w"] for b in boxes]
+    assert boxes and max(right) > 384 and max(right) <= 768 and max(b["y"] + b["h"] for b in boxes) <= 576
+
+
 def test_processes_with_redis_share_results_and_the_agents_health_checks(deployed: Platform) -> None:
     """Issue 11 (Redis for shared state): two more processes' platforms over the same database
     and one Redis. A run in one is a cached result in the other even once its call row is gone

@@ -272,6 +272,17 @@ def test_manifests_without_the_new_fields_stay_valid_and_round_trip() -> None:
     assert m.params_schema()["properties"]["scale_factor"]["description"] == "image pyramid step"
 
 
+def test_resize_param_names_an_int_parameter_and_gives_the_width_predict_works_at() -> None:
+    m = parse_manifest(DESIGN_EXAMPLE.replace("replicas: 1", "replicas: 1\nresize_param: min_neighbors"))
+    assert m.resize_width({}) == 5 and m.resize_width({"min_neighbors": 640}) == 640
+    assert m.resize_width({"min_neighbors": 0}) is None and m.resize_width({"min_neighbors": True}) is None
+    assert parse_manifest(DESIGN_EXAMPLE).resize_width({"min_neighbors": 640}) is None   # none named: whole images
+    assert problems_of(DESIGN_EXAMPLE + "resize_param: width\n") == {
+        "resize_param": "no such parameter; known: scale_factor, min_neighbors, model"}
+    assert problems_of(DESIGN_EXAMPLE + "resize_param: scale_factor\n") == {
+        "resize_param": "the parameter scale_factor is float; a width in pixels (int) expected"}
+
+
 # --- call parameters ----------------------------------------------------------------------------
 
 @pytest.fixture
