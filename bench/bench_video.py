@@ -7,8 +7,9 @@
 
 (a) in-process: decode each frame (PyAV) and call demo_data/algorithms/person-detect's predict on it
     (resize_width=640) → the algorithm's fps; the reference time.
-(p), (b): frames are sent shrunk to --resize-width (the width person-detect works at; run_video's
-    `frame_width`) unless --full-frames, and the boxes come back in the frame's own pixels.
+(p), (b): frames are sent shrunk to --resize-width (the width person-detect works at, as its
+    manifest's `resize_param` says: run_video's `frame_width`, the Showcase's choice too) unless
+    --full-frames, and the boxes come back in the frame's own pixels.
 (p) the pipeline with an in-process predict: app.media.run_video, each frame encoded (raw or JPEG),
     decoded again in predict as the runner does, drawn and written as H.264 → what the pipeline
     itself costs.
@@ -52,8 +53,10 @@ from app.replica_transport import ReplicaTransport  # noqa: E402
 
 from orchestration.runner.__main__ import tune_malloc  # noqa: E402
 from orchestration.runner.images import decode as decode_frame  # noqa: E402
+from orchestration.runner.manifest import load_manifest  # noqa: E402
 
 PACKAGE = ROOT / "demo_data" / "algorithms" / "person-detect"
+MANIFEST = load_manifest(PACKAGE)
 TARGET_FPS_RATIO = 0.95   # issue 15 (was 0.9)
 TARGET_TIME_RATIO = 1.1   # issue 15 (was 1.3)
 
@@ -116,7 +119,7 @@ def measured_run(name: str, video: Path, predict: Callable[[bytes], dict], args:
     run = run_video(video, predict, task="video.detection", out_path=out, in_flight=args.in_flight,
                     max_frames=args.frames, jpeg_quality=args.jpeg_quality, frame_format=args.frame_format,
                     opencv_threads=1 if server_pid else None,
-                    frame_width=None if args.full_frames else args.resize_width,
+                    frame_width=None if args.full_frames else MANIFEST.resize_width({"resize_width": args.resize_width}),
                     writer=lambda path, fps: H264Writer(path, fps, preset=args.preset, threads=args.x264_threads))
     cpu = cpu_seconds() + (cpu_seconds(server_pid) if server_pid else 0) - c0
     if run.error:
