@@ -140,6 +140,20 @@ def test_infer_images_binary_tensor(hello_image: RunnerProcess) -> None:
     assert second["shape"] == [10, 20, 3] and second["boxes"] == [] and second["pixel"] == [255, 0, 0]
 
 
+def test_infer_raw_frames_in_a_binary_tensor_reach_predict_as_their_pixels(hello_image: RunnerProcess) -> None:
+    """A raw frame (NPY, what the video pipeline sends to a replica on its host) is an image element
+    of the BYTES tensor like a JPEG: BGR and grey, beside a JPEG in one request."""
+    from app.media import encode_raw
+    bgr = np.zeros((9, 14, 3), np.uint8)
+    bgr[:, :] = (10, 120, 250)
+    grey = np.full((5, 6), 77, np.uint8)
+    result = client_of(hello_image).infer("hello-image", [bytes_input([encode_raw(bgr), jpeg(16, 8), encode_raw(grey)])])
+    first, second, third = outputs(result)
+    assert first["shape"] == [9, 14, 3] and first["pixel"] == [10, 120, 250]
+    assert second["shape"] == [8, 16, 3]
+    assert third["shape"] == [5, 6, 3] and third["pixel"] == [77, 77, 77]
+
+
 def test_infer_image_base64_in_json(hello_image: RunnerProcess) -> None:
     data = [base64.b64encode(png(12, 10, (0, 0, 200))).decode()]
     r = httpx.post(f"{hello_image.url}/v2/models/hello-image/infer", timeout=30,
