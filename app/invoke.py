@@ -15,7 +15,7 @@ connection forgets it with the routes.
 Raw frames (NumPy's NPY format, `media.encode_raw`: the video pipeline's frames, no codec on
 either side) go as they are to a replica on this host (a loopback address); to any other host, and
 to a replica that refused one (a runner built before raw frames: 400), they go as JPEG (quality
-90), and that replica gets JPEG from then on. So a caller may always send raw frames.
+90); when the JPEG is taken, that replica gets JPEG from then on. So a caller may always send raw frames.
 """
 from __future__ import annotations
 
@@ -227,11 +227,12 @@ class Invoker:
         if raw and not self._takes_raw(route):
             inputs = [raw_as_jpeg(d) for d in inputs]
         response = self._post_images(url, target.timeout, inputs, params)
-        if raw and response.status_code == 400 and route.url not in self._jpeg_only and self._takes_raw(route):
-            if len(self._jpeg_only) > 10_000:
-                self._jpeg_only.clear()
-            self._jpeg_only.add(route.url)   # a runner from before raw frames: JPEG from now on
+        if raw and response.status_code == 400 and self._takes_raw(route):
             response = self._post_images(url, target.timeout, [raw_as_jpeg(d) for d in inputs], params)
+            if response.status_code == 200:   # a runner from before raw frames: JPEG from now on
+                if len(self._jpeg_only) > 10_000:
+                    self._jpeg_only.clear()
+                self._jpeg_only.add(route.url)
         return response
 
     def _post_images(self, url: str, timeout: float, inputs: list[bytes], params: dict[str, Any]) -> httpx.Response:

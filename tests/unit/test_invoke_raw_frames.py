@@ -79,6 +79,20 @@ def test_a_replica_that_refuses_a_raw_frame_gets_jpeg_then_and_from_then_on() ->
     assert [c for _, c, _ in replicas.sent][2:] == ["image/jpeg"]   # no second try with raw
 
 
+def test_a_frame_refused_as_jpeg_too_is_the_answer_and_raw_frames_still_go_raw() -> None:
+    def replica(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["content-type"])
+        return httpx.Response(400, json={"error": "body is 99999x99999 pixels, over the limit"})
+    seen: list[str] = []
+    inv = Invoker(sessionmaker(), None, Routes("http://127.0.0.1:18001"),  # type: ignore[arg-type]
+                  client=httpx.Client(transport=httpx.MockTransport(replica)))
+    with pytest.raises(InvokeError, match="answered 400: body is 99999x99999 pixels"):
+        call(inv)
+    with pytest.raises(InvokeError):
+        call(inv)
+    assert seen == ["application/x-npy", "image/jpeg"] * 2   # not a runner that refuses raw frames
+
+
 def test_jpeg_and_png_inputs_are_sent_unchanged_anywhere() -> None:
     jpeg = media.encode_jpeg(FRAME)
     replicas = Replicas()
