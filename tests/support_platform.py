@@ -67,8 +67,18 @@ def processes_mentioning(*needles: str) -> list[str]:
 
 
 def start_platform(home: Path, port: int, **extra: str) -> RunningPlatform:
+    """`python -m app up` on a home of its own. When `up` fails or times out, `down` stops what it
+    had started (its supervisord, nginx, replicas) before the error is raised: nothing of a failed
+    start outlives the test."""
     env = platform_env(home, port, **extra)
-    proc = run_cli(env, "up", check=True, timeout=180)
+    try:
+        proc = run_cli(env, "up", check=True, timeout=180)
+    except (AssertionError, subprocess.TimeoutExpired):
+        try:
+            run_cli(env, "down", timeout=120)
+        except subprocess.TimeoutExpired:
+            pass   # the error of `up` is the one to report
+        raise
     return RunningPlatform(home, port, env, proc.stdout)
 
 
