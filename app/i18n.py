@@ -756,6 +756,7 @@ ERRORS: dict[str, dict[str, str]] = {
     "invoke.no_route.hint": {"zh": "请启动或部署该服务"},
     "invoke.timeout": {"zh": "{name} 未在 {seconds:g} 秒内响应"},
     "invoke.timeout.hint": {"zh": "请调大它的 timeout_s 设置，或发送更小的输入"},
+    "restart.roll_stopped": {"zh": "{replica} 重启后未就绪：{error}（请查看其日志）；尚未重启的 {left} 个副本继续提供服务"},
     "invoke.raw_frame": {"zh": "无法把原始帧转成 JPEG 发送：{error}"},
     "invoke.refused": {"zh": "{name} 无法访问（服务是否已停止？）：{error}"},
     "invoke.bad_params": {"zh": "参数错误：{problems}"},

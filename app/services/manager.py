@@ -412,11 +412,40 @@ class ServiceManager:
             runtime.stop(name)
 
     def _restart_one(self, svc: AlgorithmService) -> None:
-        self._router.withdraw(svc.name)   # back in rotation once it runs again (`_publish`)
+        """All replicas at once, out of rotation meanwhile (back in as each answers READY,
+        `_publish`) — unless the service serves from two or more replicas on a runtime of this
+        machine's kind: then a rolling restart, so it keeps answering (`_roll`). A cluster
+        restarts its tasks itself (a rolling update of its own)."""
         runtime = self._runtime(svc.runtime)
+        serving = [r for r in svc.replica_rows if r.routed and r.endpoint]
+        if not isinstance(runtime, ClusterRuntime) and svc.desired_state == "running" and len(serving) >= 2:
+            self._roll(svc, runtime, serving)
+            return
+        self._router.withdraw(svc.name)
         for name in acted_on(runtime, svc.replica_rows):
             runtime.restart(name)
         self._set_desired(svc.name, "running")
+
+    def _roll(self, svc: AlgorithmService, runtime: Runtime, serving: list[ServiceReplica]) -> None:
+        """Restart the replicas not in rotation at once, then those in rotation one at a time:
+        out of rotation, restarted, back in once READY, then the next. One that is not READY
+        within the service's ready timeout stops the roll (OrchestrationError); the replicas not
+        yet restarted keep serving."""
+        names = {r.backend_name for r in serving}
+        for r in svc.replica_rows:
+            if r.backend_name not in names:
+                runtime.restart(r.backend_name)
+        timeout = self._ready_timeout(svc.name)
+        for i, r in enumerate(serving):
+            self._router.withdraw(svc.name, [r.backend_name])
+            runtime.restart(r.backend_name)
+            health = wait_ready(self._http or self._probe_clients.get(r.endpoint), r.endpoint, timeout)
+            if not health.ready:
+                raise OrchestrationError(Message(
+                    "restart.roll_stopped", "{replica} is not READY after its restart: {error} (see its log); "
+                    "{left} replica(s) not restarted yet keep serving", replica=r.backend_name,
+                    error=health.error or health.status, left=len(serving) - i - 1))
+            self._router.publish(svc.name, {r.backend_name: Endpoint.parse(r.endpoint)})
 
     def _remove_one(self, svc: AlgorithmService) -> None:
         self._router.withdraw(svc.name)

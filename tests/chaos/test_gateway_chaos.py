@@ -4,6 +4,7 @@ request counted. Scenarios run in order on one platform (module fixture):
 
 1. kill -9 one of two replicas          → 0 failed
 2. SIGSTOP one of two replicas for 10 s → 0 failed, and it is withdrawn within 3 probe intervals
+   then `restart` of the service     → a rolling restart, 0 failed, both replicas new
 3. redeploy to a new version            → 0 failed
 4. a canary at 20%                      → the new version answers 20% ± 5 of the calls
 5. every replica stopped                → a JSON 503 at once
@@ -135,6 +136,20 @@ def test_2_a_hung_replica_is_withdrawn_and_loses_no_request(running, key, gatewa
     assert "probe timeout" in note
     assert_no_loss(load)
     until(lambda: service(running)["replicas"][0]["routed"], 30, "published again once READY")
+
+
+def test_2b_a_restart_of_two_replicas_rolls_and_loses_no_request(running, key, gateway):
+    until(lambda: all(r["routed"] and r["state"] == "RUNNING" for r in service(running)["replicas"]), 30,
+          "both replicas in rotation")
+    before = replica_pids(running)
+    with Load(f"{gateway}/ai/hello/predict", key, rate=RATE) as load:
+        steady(load, 3)
+        restarted = running.cli("restart", "hello", timeout=120)
+        steady(load, 5)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert_no_loss(load)
+    after = service(running)["replicas"]
+    assert all(r["routed"] for r in after) and not set(before) & {r["pid"] for r in after}   # both restarted
 
 
 def test_3_a_redeploy_loses_no_request(running, key, gateway, tmp_path):

@@ -111,6 +111,53 @@ def test_deploy_invoke_stop_start_restart_remove(deploy_platform: Platform) -> N
     assert audited == [("op", action, "hello", "ok") for action in ("stop", "start", "restart", "remove")]
 
 
+def test_a_restart_of_two_replicas_in_rotation_rolls_and_stops_at_one_that_is_not_ready(
+        deploy_platform: Platform) -> None:
+    """slow-setup takes ~3 s to be READY. A restart takes one replica out at a time and puts it back
+    once READY: calls made meanwhile all succeed and a replica is always in rotation. When the first
+    one restarted is not READY in time, the roll stops there and the other keeps serving, untouched."""
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "slow_setup"))
+    p.deployer.deploy(OPERATOR, DeployRequest("slow-setup", replicas=2, health_timeout=120))
+    pids = lambda: [r.pid for r in p.services.get(VIEWER, "slow-setup").replicas]   # noqa: E731
+    routed, failures, calls = [], [], [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            p.router.forget("slow-setup")
+            routed.append(len(p.router.routes("slow-setup")))
+            try:
+                p.invoker.invoke(VIEWER, "slow-setup", ["x"], record=False)
+                calls[0] += 1
+            except InvokeError as e:
+                failures.append(str(e))
+            time.sleep(0.05)
+
+    before = pids()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        results = p.services.restart(OPERATOR, ["slow-setup"])
+    finally:
+        done.set()
+        watcher.join()
+    assert results == {"slow-setup": None}
+    assert failures == [] and calls[0] >= 20 and min(routed) == 1 and max(routed) == 2, (failures, calls, routed)
+    after = pids()
+    assert len(after) == 2 and not set(before) & set(after)
+    assert all(r.routed for r in p.services.get(VIEWER, "slow-setup").replicas)
+
+    p.service_configs.set(ADMIN, "slow-setup", "health_timeout_s", "1")
+    results = p.services.restart(OPERATOR, ["slow-setup"])
+    first, second = p.services.get(VIEWER, "slow-setup").replicas
+    assert "is not READY after its restart" in results["slow-setup"] and \
+        "1 replica(s) not restarted yet keep serving" in results["slow-setup"], results
+    assert first.pid != after[0] and not first.routed                # restarted, not READY in time: out
+    assert second.pid == after[1] and second.routed                  # never touched
+    assert p.invoker.invoke(VIEWER, "slow-setup", ["x"]).replica == second.name
+
+
 def test_replicas_share_the_load_and_survive_kill_9(deploy_platform: Platform) -> None:
     p = deploy_platform
     p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
