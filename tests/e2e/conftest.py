@@ -1,12 +1,13 @@
 """What the browser tests share: headless Chromium, a real platform started by `up` on a free
 port (one per test module), a page logged in as admin, and helpers to drive Streamlit widgets.
 
-A module adds settings to its platform by overriding `platform_settings`, e.g. to share the
-session's environments through ALGOSTAGE_ENV_DIR."""
+A module changes its platform's settings by overriding `platform_settings` (by default the
+platforms share the session's environments through ALGOSTAGE_ENV_DIR)."""
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -32,9 +33,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def platform_settings() -> dict[str, str]:
-    """Extra ALGOSTAGE_* settings of the module's platform (none by default)."""
-    return {}
+def platform_settings(shared_envs: Path) -> dict[str, str]:
+    """Extra ALGOSTAGE_* settings of the module's platform: by default the environments shared with
+    the rest of the session (ALGOSTAGE_ENV_DIR), so only the first deploy of a package builds one
+    (downloading OpenCV again takes over 5 minutes on a loaded CI machine)."""
+    return {"ALGOSTAGE_ENV_DIR": str(shared_envs)}
 
 
 @pytest.fixture(scope="module")

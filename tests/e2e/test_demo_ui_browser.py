@@ -45,12 +45,6 @@ pytestmark = pytest.mark.timeout(1200)
 
 
 @pytest.fixture(scope="module")
-def platform_settings(shared_envs: Path) -> dict[str, str]:
-    """Environments shared with the rest of the session: only the first deploy builds one."""
-    return {"ALGOSTAGE_ENV_DIR": str(shared_envs)}
-
-
-@pytest.fixture(scope="module")
 def ui(page: Page, running: RunningPlatform) -> Page:
     """The browser, once the three services are deployed through the command line."""
     deploy_demos(running, DEPLOYED)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -17,11 +16,6 @@ from tests.support_platform import RunningPlatform
 
 pytestmark = pytest.mark.timeout(900)
 WAIT = 120_000   # ms
-
-
-@pytest.fixture(scope="module")
-def platform_settings(shared_envs: Path) -> dict[str, str]:
-    return {"ALGOSTAGE_ENV_DIR": str(shared_envs)}
 
 
 @pytest.fixture(scope="module")

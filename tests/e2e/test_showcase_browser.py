@@ -6,7 +6,6 @@ charts; a long video run cancelled half-way. Screenshots land in test-artifacts/
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,12 +31,6 @@ FRAME_SPREAD = """v => {
 }"""
 
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module")
-def platform_settings(shared_envs: Path) -> dict[str, str]:
-    """Environments shared with the rest of the session: only the first deploy builds one."""
-    return {"ALGOSTAGE_ENV_DIR": str(shared_envs)}
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,6 @@ LONG = 300_000  # ms: a deploy that builds an environment
 pytestmark = pytest.mark.timeout(900)
 
 
-@pytest.fixture(scope="module")
-def platform_settings(shared_envs: Path) -> dict[str, str]:
-    """Environments shared with the rest of the session: the deploy from the page reuses
-    face-detect's instead of downloading OpenCV again (over 5 minutes on a loaded CI machine)."""
-    return {"ALGOSTAGE_ENV_DIR": str(shared_envs)}
-
-
 def zip_package(folder: Path, dest: Path) -> Path:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
