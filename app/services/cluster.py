@@ -6,12 +6,12 @@ is named here. It is contacted only when one of these is called.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from app.auth import Action, Actor, internal, require
 from app.errors import Message, Problem, ValidationFailed
 from orchestration.errors import BackendUnavailable
-from orchestration.runtime import ClusterRuntime, Endpoint, NodeStatus, Runtime
+from orchestration.runtime import ClusterRuntime, Endpoint, NodeStatus, Runtime, slot_of
 
 AVAILABILITIES = ("active", "pause", "drain")
 
@@ -42,14 +42,26 @@ class Cluster:
         self._runtime().set_availability(node, availability)
 
     @internal("the health monitor following replicas a cluster moved: the platform acting on its own")
-    def locate(self, runtime: str, replica: str) -> Endpoint | None:
-        """Where `replica` of a service on `runtime` answers now, if that runtime is a cluster that
-        may move it (its one running task's endpoint); None otherwise, or while it runs nowhere."""
+    def locate(self, runtime: str, replicas: Sequence[str]) -> dict[str, Endpoint]:
+        """Where those of `replicas` (task slots, `algo-x.2`, or a one-task service's own name) of
+        services on `runtime` answer now, if that runtime is a cluster that may move them: each one's
+        running task's endpoint, one task listing per cluster service. One that runs nowhere now,
+        and every replica of another runtime, is left out."""
         backend = self._runtimes.get(runtime)
         if not isinstance(backend, ClusterRuntime):
-            return None
-        found = backend.endpoints(replica)
-        return next(iter(found.values())).endpoint if len(found) == 1 else None
+            return {}
+        groups: dict[str, list[str]] = {}
+        for r in replicas:
+            groups.setdefault(slot_of(r)[0], []).append(r)
+        out: dict[str, Endpoint] = {}
+        for service, names in groups.items():
+            found = backend.endpoints(service)
+            for r in names:
+                if r in found:
+                    out[r] = found[r].endpoint
+                elif r == service and len(found) == 1:   # a one-task service named by its own name
+                    out[r] = next(iter(found.values())).endpoint
+        return out
 
     def _runtime(self) -> ClusterRuntime:
         for name in self._runtimes:

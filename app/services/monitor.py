@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -53,7 +53,8 @@ class RoundReport:
     moved: dict[str, str] = field(default_factory=dict)        # replica -> the URL it answers on now
 
 
-Locate = Callable[[str, str], "Endpoint | None"]   # (runtime, replica) -> where it runs now; None: unknown
+# (runtime, replicas) -> where those of them that it may move run now (absent: unknown, or not moved)
+Locate = Callable[[str, "Sequence[str]"], "Mapping[str, Endpoint]"]
 
 
 def verdict(health: Health, timeout_s: float) -> str:
@@ -73,8 +74,8 @@ class HealthMonitor:
     def __init__(self, sessions: sessionmaker[Session], router: Router, *, timeout_s: float = 1.0,
                  probe_fn: Callable[[str, float], Health] | None = None, workers: int = 16,
                  board: HealthBoard | None = None, locate: Locate | None = None) -> None:
-        """`locate(runtime, replica)` says where a replica that its runtime may move runs now
-        (None when the runtime does not move replicas or does not know)."""
+        """`locate(runtime, replicas)` says where those replicas its runtime may move run now, in
+        one call per runtime and round (a replica it does not name: not moved, or not known)."""
         self._locate = locate
         self._sessions = sessions
         self._router = router
@@ -129,8 +130,12 @@ class HealthMonitor:
         """The targets at the endpoints their runtimes locate them on now; a moved one's endpoint
         is updated in the table (and `report.moved`)."""
         out, moved = [], {}
+        by_runtime: dict[str, list[str]] = {}
+        for _, replica, _, _, runtime in targets:
+            by_runtime.setdefault(runtime, []).append(replica)
+        where = {runtime: self._where(runtime, replicas) for runtime, replicas in by_runtime.items()}
         for service, replica, url, routed, runtime in targets:
-            now = self._where(runtime, replica)
+            now = where[runtime].get(replica)
             if now is not None and now.url != url:
                 moved[replica] = url = now.url
             out.append((service, replica, url, routed))
@@ -142,14 +147,14 @@ class HealthMonitor:
             report.moved.update(moved)
         return out
 
-    def _where(self, runtime: str, replica: str) -> Endpoint | None:
+    def _where(self, runtime: str, replicas: list[str]) -> Mapping[str, Endpoint]:
         if self._locate is None:
-            return None
+            return {}
         try:
-            return self._locate(runtime, replica)
-        except Exception as e:  # noqa: BLE001 - an engine that cannot say leaves the endpoint as it is
-            log.warning("could not locate %s: %s", replica, e)
-            return None
+            return self._locate(runtime, replicas)
+        except Exception as e:  # noqa: BLE001 - an engine that cannot say leaves the endpoints as they are
+            log.warning("could not locate %s: %s", ", ".join(replicas), e)
+            return {}
     def _record(self, probed: Iterable[Probed]) -> None:
         now = utcnow()
         with transaction(self._sessions) as s:

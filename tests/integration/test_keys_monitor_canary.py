@@ -20,6 +20,7 @@ from app.services.deployer import DeployRequest
 from app.services.gateway import weights
 from app.services.monitor import IN, HealthMonitor
 from orchestration.health import Health
+from orchestration.runtime import Endpoint
 from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER, service_platform
 
 FIXTURES = ROOT / "tests" / "fixtures" / "algorithms"
@@ -135,6 +136,34 @@ def test_the_monitor_withdraws_what_fails_or_hangs_and_publishes_it_again(platfo
     assert report.published == ["algo-svc-2"] and report.withdrawn == {}
     assert monitor.round().published == []   # nothing changes: the gateway is not reloaded
     assert router.calls == [("withdraw", "svc", ["algo-svc-2", "algo-svc-3"]), ("publish", "svc", ["algo-svc-2"])]
+
+
+def test_a_round_locates_the_replicas_of_a_runtime_in_one_call_and_follows_a_moved_one(platform: Platform) -> None:
+    """The monitor asks each runtime once per round where its replicas run (a cluster lists its
+    tasks once per service, not once per slot); a replica it names elsewhere is probed and kept
+    there, one it does not name stays where the table says; a runtime that cannot say moves none."""
+    add_service(platform, "svc", 3)
+    asked: list[tuple[str, list[str]]] = []
+
+    def locate(runtime: str, replicas):  # noqa: ANN001, ANN202
+        asked.append((runtime, list(replicas)))
+        if runtime == "broken":
+            raise RuntimeError("engine down")
+        return {"algo-svc-2": Endpoint("127.0.0.1", 20012)}
+
+    probed: list[str] = []
+    monitor = HealthMonitor(platform.sessions, Recorder(platform), locate=locate,
+                            probe_fn=lambda url, timeout: probed.append(url) or Health("READY"))
+    report = monitor.round()
+    assert asked == [("supervisor", ["algo-svc-1", "algo-svc-2", "algo-svc-3"])]
+    assert report.moved == {"algo-svc-2": "http://127.0.0.1:20012"}
+    assert sorted(probed) == ["http://127.0.0.1:20001", "http://127.0.0.1:20003", "http://127.0.0.1:20012"]
+    with platform.sessions() as s:
+        assert s.scalar(select(ServiceReplica.endpoint).where(ServiceReplica.backend_name == "algo-svc-2")) == \
+            "http://127.0.0.1:20012"
+    with transaction(platform.sessions) as s:
+        s.scalar(select(AlgorithmService).where(AlgorithmService.name == "svc")).runtime = "broken"
+    assert monitor.round().moved == {} and asked[-1][0] == "broken"
 
 
 def test_a_round_that_overlaps_a_stop_does_not_put_the_replicas_back(platform: Platform) -> None:

@@ -48,7 +48,8 @@ def test_the_monitor_follows_a_replica_the_swarm_runs_elsewhere(platform: Platfo
     url = result.urls[0]
     name = f"algo-{SERVICE}.1"   # the first task slot of the one swarm service
     assert p.invoker.invoke(VIEWER, SERVICE, ["hi"]).replica == name
-    assert p.cluster.locate("swarm", name).url == url and p.cluster.locate("supervisor", name) is None
+    assert {k: e.url for k, e in p.cluster.locate("swarm", [name, "algo-gone.1"]).items()} == {name: url}
+    assert p.cluster.locate("supervisor", [name]) == {}
 
     stale = url.replace("127.0.0.1", "127.0.0.2")   # where the table says it runs: no longer true
     with transaction(p.sessions) as s:
