@@ -41,9 +41,9 @@ from app.replica_transport import ReplicaTransport
 from app.services.config import ServiceConfigStore, parsed
 from app.services.routing import Route, Router
 from app.services.rows import get_service
+from orchestration.runner.images import NPY_MAGIC
 
-IMAGE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"\x93NUMPY": "application/x-npy"}
-RAW_FRAME = b"\x93NUMPY"   # a raw frame's first bytes (NPY)
+IMAGE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", NPY_MAGIC: "application/x-npy"}
 REFUSED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
 TARGET_CACHE_S = 1.0    # like the router's routes (app/services/routing.py)
 SERVICE_ROWS = Changes(AlgorithmService, ServiceConfig, AlgorithmVersion, Algorithm)   # what a Target is read from
@@ -223,7 +223,7 @@ class Invoker:
         url = f"{route.url}/predict"
         if target.input_kind != "image":
             return self._send_post(url, target.timeout, json={"inputs": inputs, "params": params})
-        raw = any(bytes(d[:len(RAW_FRAME)]) == RAW_FRAME for d in inputs)
+        raw = any(d.startswith(NPY_MAGIC) for d in inputs)
         if raw and not self._takes_raw(route):
             inputs = [raw_as_jpeg(d) for d in inputs]
         response = self._post_images(url, target.timeout, inputs, params)
@@ -331,7 +331,7 @@ def on_this_host(url: str) -> bool:
 def raw_as_jpeg(data: bytes) -> bytes:
     """A raw frame (NPY) as JPEG at quality 90; other data as it is. InvokeError when it is not a
     readable raw frame."""
-    if bytes(data[:len(RAW_FRAME)]) != RAW_FRAME:
+    if not data.startswith(NPY_MAGIC):
         return data
     from app import media   # OpenCV: only for a raw frame going to another host
 

@@ -388,8 +388,8 @@ class Runner:
             raise Refused(413, f"{len(inputs)} inputs in one request; at most {self.max_batch} "
                                "(ALGOSTAGE_MAX_BATCH): send them in smaller batches")
         if decode is not None and self._predict_thread.pending:
-            if sum(len(b) if isinstance(b, bytes) and b.startswith(NPY_MAGIC) else RAW_ON_LOOP_BYTES + 1
-                   for b in inputs) <= RAW_ON_LOOP_BYTES:
+            raw = all(isinstance(b, bytes) and b.startswith(NPY_MAGIC) for b in inputs)
+            if raw and sum(map(len, inputs)) <= RAW_ON_LOOP_BYTES:
                 inputs = decode(inputs)   # raw frames: a copy, cheaper here than two hops to the pool and back
             else:
                 inputs = await asyncio.get_running_loop().run_in_executor(self._decode_threads, decode, inputs)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -42,6 +43,16 @@ def deployed(migrated_db_url: str, tmp_path_factory: pytest.TempPathFactory, sha
     yield p
     p.daemon.shutdown()
     p.close()
+
+
+def requests_to_replicas(p: Platform, monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
+    """The requests the platform's invoker sends to replicas from now on (the test's monkeypatch ends it)."""
+    sent: list[httpx.Request] = []
+    transport = p.invoker._transport
+    assert transport is not None
+    handle = transport.handle_request
+    monkeypatch.setattr(transport, "handle_request", lambda r: sent.append(r) or handle(r))
+    return sent
 
 
 def calls(p: Platform, **where: object) -> int:
@@ -160,14 +171,10 @@ def test_video_runs_frame_by_frame_into_a_playable_mp4_and_is_cached(deployed: P
     sc = deployed.showcase
     video = InputRef(DEMO_BUCKET, "media/Megamind.avi")
     seen: list[tuple[int, int]] = []
-    sent: list[str] = []
-    transport = deployed.invoker._transport
-    assert transport is not None
-    handle = transport.handle_request
-    monkeypatch.setattr(transport, "handle_request", lambda r: sent.append(r.headers["content-type"]) or handle(r))
+    sent = requests_to_replicas(deployed, monkeypatch)
     result = sc.run_video(VIEWER, "face-detect", video, {}, every_nth=5, max_frames=8,
                           progress=lambda done, total: seen.append((done, total)))
-    assert sent == ["application/x-npy"] * 8   # the frames' pixels themselves, to a replica on this host
+    assert [r.headers["content-type"] for r in sent] == ["application/x-npy"] * 8   # the pixels, to this host
     monkeypatch.undo()
     assert result.complete and not result.cached and result.error is None
     assert [r["frame"] for r in result.frames] == [0, 5, 10, 15, 20, 25, 30, 35]
@@ -255,20 +262,16 @@ def test_a_video_goes_at_the_width_the_algorithm_shrinks_to_and_its_boxes_come_b
     that width (vtest.avi is 768x576), and the boxes are drawn and kept in the frame's pixels."""
     deployed.catalog.upload(ADMIN, str(DEMO / "person-detect"))
     deployed.deployer.deploy(OPERATOR, DeployRequest("person-detect", runtime="supervisor", health_timeout=300))
-    sent: list[bytes] = []
-    transport = deployed.invoker._transport
-    assert transport is not None
-    handle = transport.handle_request
-    monkeypatch.setattr(transport, "handle_request", lambda r: sent.append(r.read()) or handle(r))
+    sent = requests_to_replicas(deployed, monkeypatch)
     video = InputRef(DEMO_BUCKET, "media/vtest.avi")
     narrow = deployed.showcase.run_video(VIEWER, "person-detect", video, {"resize_width": 384}, every_nth=40,
                                          max_frames=5, force=True)
-    shapes = [media.decode_raw(body).shape for body in sent]
+    shapes = [media.decode_raw(r.read()).shape for r in sent]
     assert narrow.complete and shapes == [(288, 384, 3)] * 5
     sent.clear()
     whole = deployed.showcase.run_video(VIEWER, "person-detect", video, {"resize_width": 0}, every_nth=40,
                                         max_frames=5, force=True)
-    assert whole.complete and [media.decode_raw(body).shape for body in sent] == [(576, 768, 3)] * 5
+    assert whole.complete and [media.decode_raw(r.read()).shape for r in sent] == [(576, 768, 3)] * 5
     boxes = [b for out in narrow.outputs for b in out["boxes"]]
     right = [b["x"] + b["w"] for b in boxes]
     assert boxes and max(right) > 384 and max(right) <= 768 and max(b["y"] + b["h"] for b in boxes) <= 576

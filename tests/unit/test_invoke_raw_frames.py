@@ -3,6 +3,8 @@ other host and to a replica that refused one (a runner from before raw frames), 
 JPEG for good. The replicas are httpx MockTransport handlers; no database (calls not recorded)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import numpy as np
 import pytest
@@ -44,7 +46,7 @@ class Replicas:
         return httpx.Response(200, json={"outputs": [{"boxes": [], "size": len(body)}], "predict_ms": 1.0})
 
 
-def invoker(replicas: Replicas, *urls: str) -> Invoker:
+def invoker(replicas: Callable[[httpx.Request], httpx.Response], *urls: str) -> Invoker:
     return Invoker(sessionmaker(), None, Routes(*urls), client=httpx.Client(transport=httpx.MockTransport(replicas)))  # type: ignore[arg-type]
 
 
@@ -84,8 +86,7 @@ def test_a_frame_refused_as_jpeg_too_is_the_answer_and_raw_frames_still_go_raw()
         seen.append(request.headers["content-type"])
         return httpx.Response(400, json={"error": "body is 99999x99999 pixels, over the limit"})
     seen: list[str] = []
-    inv = Invoker(sessionmaker(), None, Routes("http://127.0.0.1:18001"),  # type: ignore[arg-type]
-                  client=httpx.Client(transport=httpx.MockTransport(replica)))
+    inv = invoker(replica, "http://127.0.0.1:18001")
     with pytest.raises(InvokeError, match="answered 400: body is 99999x99999 pixels"):
         call(inv)
     with pytest.raises(InvokeError):
@@ -106,9 +107,7 @@ def test_a_batch_of_raw_frames_to_another_host_goes_as_jpeg_parts() -> None:
     def replica(request: httpx.Request) -> httpx.Response:
         seen.append(request.read())
         return httpx.Response(200, json={"outputs": [{}, {}], "predict_ms": 1.0})
-    inv = Invoker(sessionmaker(), None, Routes("http://10.0.1.7:8000"),  # type: ignore[arg-type]
-                  client=httpx.Client(transport=httpx.MockTransport(replica)))
-    inv.invoke(ADMIN, TARGET, [RAW, RAW], record=False)
+    invoker(replica, "http://10.0.1.7:8000").invoke(ADMIN, TARGET, [RAW, RAW], record=False)
     assert b"\x93NUMPY" not in seen[0] and seen[0].count(b"image/jpeg") == 2
 
 

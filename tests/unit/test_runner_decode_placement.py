@@ -12,22 +12,15 @@ import httpx
 import numpy as np
 import pytest
 
+from app.media import encode_raw
 from orchestration.runner import server
 from orchestration.runner.asgi import build_app
 from orchestration.runner.server import Runner
+from tests.runner_process import jpeg
 
 HELLO_IMAGE = Path(__file__).resolve().parents[1] / "fixtures" / "algorithms" / "hello_image"
-FRAME = np.full((24, 32, 3), 200, np.uint8)
-
-
-def raw_frame(frame: np.ndarray = FRAME) -> bytes:
-    from app.media import encode_raw
-    return encode_raw(frame)
-
-
-def jpeg(frame: np.ndarray = FRAME) -> bytes:
-    from app.media import encode_jpeg
-    return encode_jpeg(frame)
+RAW = encode_raw(np.full((24, 32, 3), 200, np.uint8))
+JPEG = jpeg(32, 24)
 
 
 def decoded_on(monkeypatch: pytest.MonkeyPatch, first: bytes, second: bytes) -> list[str]:
@@ -67,15 +60,15 @@ def decoded_on(monkeypatch: pytest.MonkeyPatch, first: bytes, second: bytes) -> 
 
 
 def test_a_raw_frame_queued_behind_a_predict_is_decoded_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert decoded_on(monkeypatch, raw_frame(), raw_frame()) == ["predict", "MainThread"]
+    assert decoded_on(monkeypatch, RAW, RAW) == ["predict", "MainThread"]
 
 
 def test_a_jpeg_queued_behind_a_predict_is_decoded_in_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    first, second = decoded_on(monkeypatch, jpeg(), jpeg())
+    first, second = decoded_on(monkeypatch, JPEG, JPEG)
     assert first == "predict" and second.startswith("decode")
 
 
 def test_a_raw_frame_over_the_limit_goes_to_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "RAW_ON_LOOP_BYTES", len(raw_frame()) - 1)
-    first, second = decoded_on(monkeypatch, raw_frame(), raw_frame())
+    monkeypatch.setattr(server, "RAW_ON_LOOP_BYTES", len(RAW) - 1)
+    first, second = decoded_on(monkeypatch, RAW, RAW)
     assert first == "predict" and second.startswith("decode")
