@@ -537,9 +537,9 @@ class _Run:
         another process took its port after the free-port check is moved to another port first."""
         for attempt in range(PORT_RETRIES + 1):
             new = self.new[i]
-            health = wait_ready(self.d._http, new.endpoint.url, self.plan.health_timeout,
-                                alive=lambda n=new.name: self._gone(n))
-            if health.ready or self.cluster or attempt == PORT_RETRIES or not self._gone(new.name) or \
+            watch = _Exits(self.runtime, new.name)
+            health = wait_ready(self.d._http, new.endpoint.url, self.plan.health_timeout, alive=watch)
+            if health.ready or self.cluster or attempt == PORT_RETRIES or not watch.reason or \
                     not _port_taken(self.runtime.logs(new.name, 60, "stderr")):
                 return health
             self._move(i)
@@ -557,9 +557,6 @@ class _Run:
                                           name=name, state=state.value), phase="smoke",
                                   log=self.runtime.logs(name, 60, "stderr"))
 
-    def _gone(self, name: str) -> str | None:
-        state = self.runtime.status(name).state
-        return state.value if state in (ServiceState.FATAL, ServiceState.EXITED, ServiceState.STOPPED) else None
 
     def _sample(self, package: Path) -> bytes | str | None:
         listed = self.version.manifest.get("samples") or []
@@ -701,6 +698,30 @@ class _Run:
             dep.status, dep.failed_phase, dep.error = status, phase, error[:4000]
             dep.phases, dep.finished_at = dict(self.phases), utcnow()
             dep.build_log = (log or "\n".join(self.log_lines))[-200_000:]
+
+
+class _Exits:
+    """Called while a new replica is awaited: why it is not coming up, or None. Either the runtime
+    holds it stopped (supervisord gave up on it: FATAL; EXITED; STOPPED), or its process has been
+    started again since the first one seen and its log says its port was taken: a runner that
+    exits only after supervisord's `startsecs` (a slow start on a busy machine) counted as started,
+    so `autorestart` starts it again and again and it is never seen stopped. `reason` keeps the
+    answer given."""
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self.runtime, self.name = runtime, name
+        self.pid: int | None = None
+        self.reason: str | None = None
+
+    def __call__(self) -> str | None:
+        status = self.runtime.status(self.name)
+        if status.state in (ServiceState.FATAL, ServiceState.EXITED, ServiceState.STOPPED):
+            self.reason = status.state.value
+        elif status.pid and self.pid and status.pid != self.pid and \
+                _port_taken(self.runtime.logs(self.name, 60, "stderr")):
+            self.reason = "started again after its port was taken"
+        self.pid = self.pid or status.pid
+        return self.reason
 
 
 def _port_taken(text: str) -> bool:

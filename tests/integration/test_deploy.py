@@ -328,12 +328,18 @@ def test_a_redeploy_keeps_the_replica_count(deploy_platform: Platform) -> None:
     assert len(again.urls) == 2 and len(p.services.get(VIEWER, "hello").replicas) == 2
 
 
-def test_a_replica_whose_port_is_taken_after_the_check_moves_to_another(deploy_platform: Platform) -> None:
+@pytest.mark.parametrize("startsecs", [1, 0], ids=["exits-while-starting", "exits-after-startsecs"])
+def test_a_replica_whose_port_is_taken_after_the_check_moves_to_another(deploy_platform: Platform,
+                                                                        startsecs: int) -> None:
     """Another process binds the port between the allocator's check and the replica's bind (any
-    outgoing connection may take a port): the replica cannot bind, supervisord gives up on it, and
-    the deploy starts it again on another port instead of failing. The race is made certain: the
-    allocator's check says every port is free while a real listener holds the range's first."""
+    outgoing connection may take a port): the replica cannot bind and exits, and the deploy starts
+    it again on another port instead of failing. The race is made certain: the allocator's check
+    says every port is free while a real listener holds the range's first. The runner exits either
+    within supervisord's `startsecs` (supervisord retries, then gives up on it) or after it, as on
+    a busy machine where its start takes longer than that (`startsecs` 0 makes that certain):
+    supervisord then counts it as started and `autorestart` starts it again and again."""
     p = deploy_platform
+    p.runtimes["supervisor"].startsecs = startsecs
     p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
     low = p.settings.value("ALGOSTAGE_PORT_RANGE")[0]
     taker = socket.socket()
