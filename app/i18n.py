@@ -897,6 +897,8 @@ ERRORS: dict[str, dict[str, str]] = {
     "swarm.did_not_start": {"zh": "Swarm 服务 {name} 未能启动：{error}"},
     "swarm.rolled_back": {"zh": "Swarm 已将 {name} 回滚：{error}"},
     "swarm.setup_failed": {"zh": "Swarm 服务 {name}：{version} 的 setup() 失败"},
+    "swarm.restart_rolled_back": {"zh": "Swarm 已回滚 {name} 的重启：{error}"},
+    "swarm.restart_not_over": {"zh": "Swarm 服务 {name} 的重启未能在 {seconds:g} 秒内完成（更新状态：{state}）"},
     "scale.not_healthy": {"zh": "{cluster} 未能在 {seconds:g} 秒内运行 {replicas} 个健康的任务；已缩回到 {before} 个"},
     "swarm.not_healthy": {"zh": "Swarm 服务 {name} 未能在 {seconds:g} 秒内运行 {replicas} 个 {version} 的健康任务"},
     "swarm.no_node": {"zh": "Swarm 中没有节点 {node!r}"},

@@ -218,6 +218,8 @@ class ClusterRuntime(Runtime, Protocol):
       task runs the version. `on_change` hears the running tasks' endpoints whenever they change
       meanwhile (a gateway follows the roll). DeployError(phase="start") when the cluster rolled
       the update back (the previous version serves again) or it did not converge within `timeout`.
+    - `restart_service(name, timeout, on_change)`: every task replaced (new first, each health-gated),
+      followed to its end as `deploy_service` is; RolledBack when the cluster rolled it back.
     - `scale(name, replicas)`; `endpoints(name)`: the running tasks now, by slot name ({} if none).
     - `rollback(name)`: back to the previous definition (after a deploy the platform refused).
     - `nodes()`, `set_availability(node, availability)`, `join_tokens()`: the cluster's machines.
@@ -225,6 +227,8 @@ class ClusterRuntime(Runtime, Protocol):
 
     def deploy_service(self, name: str, spec: ReplicaSpec, replicas: int, log: LogSink, *, timeout: float,
                        on_change: Callable[[dict[str, TaskEndpoint]], None] = ...) -> dict[str, TaskEndpoint]: ...
+    def restart_service(self, name: str, *, timeout: float,
+                        on_change: Callable[[dict[str, TaskEndpoint]], None] = ...) -> dict[str, TaskEndpoint]: ...
     def scale(self, name: str, replicas: int) -> None: ...
     def endpoints(self, name: str) -> dict[str, TaskEndpoint]: ...
     def rollback(self, name: str) -> None: ...

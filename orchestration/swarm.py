@@ -317,6 +317,43 @@ class SwarmRuntime:
         with self._engine(f"swarm service {service.name} could not be restarted"):
             self.client.api.update_service(service.id, service.version, **self._spec_args(spec))
 
+    def restart_service(self, name: str, *, timeout: float,
+                        on_change: Callable[[dict[str, TaskEndpoint]], None] = lambda found: None
+                        ) -> dict[str, TaskEndpoint]:
+        """`restart`, followed to its end: returns the slots' endpoints once the swarm's update
+        has replaced every task. `on_change` hears the running tasks' endpoints whenever they change
+        meanwhile (a replaced task answers on another port, or node). RolledBack when a new task
+        failed and the swarm rolled the service back (the tasks it kept serve on); DeployError when
+        the update is not over within `timeout` + 60 s."""
+        service = self._service(name)
+        replicas = self._replicas(service)
+        if replicas == 0:
+            self.start(name)
+            return {}
+        before = (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
+        self.restart(name)
+        deadline = self._clock() + timeout + 60   # as _converge: the start period, then the monitor
+        seen: dict[str, TaskEndpoint] = {}
+        while True:
+            found = self.endpoints(name)
+            if found != seen:
+                seen = found
+                on_change(found)
+            update = self._service(name).attrs.get("UpdateStatus") or {}
+            state = update.get("State", "") if update.get("StartedAt") != before else "not begun"
+            if state.startswith("rollback") or state == "paused":
+                self._wait_rolled_back(name, on_change)
+                raise RolledBack(Message("swarm.restart_rolled_back", "the swarm rolled the restart of {name} back: "
+                                          "{error}", name=name, error=update.get("Message", state)), phase="start",
+                                  log=self.logs(name, 40, "stderr"))
+            if state == "completed" and len(found) == replicas:
+                return found
+            if self._clock() > deadline:
+                raise DeployError(Message("swarm.restart_not_over", "the restart of swarm service {name} was not over "
+                                          "within {seconds:g} s (update: {state})", name=name,
+                                          seconds=timeout + 60, state=state), phase="start")
+            self._sleep(POLL_S)
+
     def remove(self, name: str) -> None:
         """Stopped first (scaled to 0, its tasks followed until their containers ended: once the
         service is gone its tasks can no longer be read), then removed."""

@@ -22,8 +22,8 @@ from app.services.rows import get_service, place
 from app.shared import HealthBoard
 from orchestration.errors import BackendUnavailable, OrchestrationError
 from orchestration.health import Health, probe, wait_ready
-from orchestration.runtime import (ClusterRuntime, Endpoint, ReplicaStatus, Runtime, ServiceState, Usage, slot_of,
-                                   wait_settled)
+from orchestration.runtime import (ClusterRuntime, Endpoint, ReplicaStatus, Runtime, ServiceState, TaskEndpoint, Usage,
+                                   slot_of, wait_settled)
 
 FAILED_STATES = (ServiceState.FATAL, ServiceState.BACKOFF, ServiceState.EXITED)
 SETTLED_FAILED = (ServiceState.FATAL, ServiceState.EXITED, ServiceState.STOPPED)
@@ -413,11 +413,15 @@ class ServiceManager:
 
     def _restart_one(self, svc: AlgorithmService) -> None:
         """All replicas at once, out of rotation meanwhile (back in as each answers READY,
-        `_publish`) — unless the service serves from two or more replicas on a runtime of this
-        machine's kind: then a rolling restart, so it keeps answering (`_roll`). A cluster
-        restarts its tasks itself (a rolling update of its own)."""
+        `_publish`) — unless the service is serving: a cluster then replaces its tasks itself, new
+        ones first, while the gateway follows them (`_roll_cluster`); on a runtime of this
+        machine's kind, two or more replicas in rotation restart one at a time (`_roll`). Either
+        way it keeps answering."""
         runtime = self._runtime(svc.runtime)
         serving = [r for r in svc.replica_rows if r.routed and r.endpoint]
+        if isinstance(runtime, ClusterRuntime) and svc.desired_state == "running" and serving:
+            self._roll_cluster(svc, runtime)
+            return
         if not isinstance(runtime, ClusterRuntime) and svc.desired_state == "running" and len(serving) >= 2:
             self._roll(svc, runtime, serving)
             return
@@ -446,6 +450,24 @@ class ServiceManager:
                     "{left} replica(s) not restarted yet keep serving", replica=r.backend_name,
                     error=health.error or health.status, left=len(serving) - i - 1))
             self._router.publish(svc.name, {r.backend_name: Endpoint.parse(r.endpoint)})
+
+    def _roll_cluster(self, svc: AlgorithmService, runtime: ClusterRuntime) -> None:
+        """The cluster's rolling restart of each of the service's cluster services, its replicas
+        left in rotation: as a task is replaced, its row takes the new task's endpoint and the
+        gateway is told (the replaced one is stopped only once the new one is healthy, and the
+        gateway's failover covers the moment between). A restart the cluster rolled back raises."""
+        def follow(found: dict[str, TaskEndpoint]) -> None:
+            with transaction(self._sessions) as s:
+                moved = {}
+                for row in get_service(s, svc.name).replica_rows:
+                    task = found.get(row.backend_name)
+                    if task is not None and place(row, task.endpoint) and row.routed:
+                        moved[row.backend_name] = task.endpoint
+            if moved:
+                self._router.publish(svc.name, moved)
+
+        for name in acted_on(runtime, svc.replica_rows):
+            runtime.restart_service(slot_of(name)[0], timeout=self._ready_timeout(svc.name), on_change=follow)
 
     def _remove_one(self, svc: AlgorithmService) -> None:
         self._router.withdraw(svc.name)

@@ -159,6 +159,36 @@ def test_2_a_rolling_update_under_load_loses_no_request(running, cluster, key, g
     assert sum(tasks_per_node(cluster).values()) == 4
 
 
+def running_tasks(cluster: TwoNodeSwarm) -> set[str]:
+    return {t["ID"] for t in cluster.manager.client().api.tasks(
+        filters={"label": f"algostage.service={SERVICE}", "desired-state": "running"})}
+
+
+def test_2b_a_restart_under_load_rolls_on_the_swarm_and_loses_no_request(running, cluster, key, gateway):
+    """`restart` leaves the replicas in rotation: the swarm replaces each task (new first, health-
+    gated) and the gateway follows each new task to its port; before, every replica was taken out
+    of rotation for the whole update and the gateway answered 503."""
+    before = running_tasks(cluster)
+    with Load(gateway, key, rate=RATE) as load:
+        steady(5)
+        t0 = time.monotonic()
+        running.cli("restart", SERVICE, check=True, timeout=600)
+        TIMINGS["two-node swarm: rolling restart of 4 replicas"] = took = time.monotonic() - t0
+        print(f"\nrolling restart of 4 replicas on the swarm: {took:.1f} s")
+        steady(STEADY_S - 5 - took)
+    assert_no_loss(load)
+    after = running_tasks(cluster)
+    assert len(after) == 4 and not after & before, (before, after)
+    svc = service(running)
+    assert svc["state"] == "RUNNING" and all(r["routed"] for r in svc["replicas"]), svc
+    endpoints = {e.removeprefix("http://") for e in (r["endpoint"] for r in svc["replicas"])}
+    assert len(endpoints) == 4, svc["replicas"]
+    with Load(gateway, key, rate=RATE) as load:
+        steady(4)
+    assert load.report.failed == [] and set(load.report.replicas()) == endpoints, (load.report.summary(),
+                                                                                   load.report.replicas())
+
+
 def test_3_a_version_whose_setup_fails_is_rolled_back_by_the_swarm_and_the_old_keeps_serving(
         running, cluster, key, gateway, tmp_path):
     version_of(running, tmp_path, "Hello that cannot start", fixture="crash_in_setup")
