@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -216,13 +216,7 @@ class SwarmRuntime:
                   on_change: Callable[[dict[str, TaskEndpoint]], None], *, created: bool) -> dict[str, TaskEndpoint]:
         """Until every slot runs `version` (and the update says completed), following the tasks."""
         deadline = self._clock() + timeout + 60   # the health check's start period, then the update's monitor
-        seen: dict[str, TaskEndpoint] = {}
-        while True:
-            found = self.endpoints(name)
-            if found != seen:
-                seen = found
-                on_change(found)
-            update = (self._service(name).attrs.get("UpdateStatus") or {})
+        for found, update in self._follow(name, on_change):
             state = update.get("State", "")
             if state.startswith("rollback") or state == "paused":
                 self._wait_rolled_back(name, on_change)
@@ -242,6 +236,19 @@ class SwarmRuntime:
                 raise DeployError(Message("swarm.not_healthy", "swarm service {name} did not run {replicas} healthy task(s) "
                                           "of {version} within {seconds:g} s", name=name, replicas=replicas,
                                           version=version, seconds=timeout), phase="start", log=self._failures(name, version))
+        raise AssertionError("unreachable: _follow never ends")
+
+    def _follow(self, name: str, on_change: Callable[[dict[str, TaskEndpoint]], None]
+                ) -> Iterator[tuple[dict[str, TaskEndpoint], dict[str, Any]]]:
+        """Polls of service `name` while it updates, POLL_S apart: each yields the running tasks'
+        endpoints (`on_change` told first whenever they changed) and the service's UpdateStatus."""
+        seen: dict[str, TaskEndpoint] = {}
+        while True:
+            found = self.endpoints(name)
+            if found != seen:
+                seen = found
+                on_change(found)
+            yield found, self._service(name).attrs.get("UpdateStatus") or {}
             self._sleep(POLL_S)
 
     def _setup_failed(self, name: str, version: str) -> bool:
@@ -333,13 +340,7 @@ class SwarmRuntime:
         before = (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
         self.restart(name)
         deadline = self._clock() + timeout + 60   # as _converge: the start period, then the monitor
-        seen: dict[str, TaskEndpoint] = {}
-        while True:
-            found = self.endpoints(name)
-            if found != seen:
-                seen = found
-                on_change(found)
-            update = self._service(name).attrs.get("UpdateStatus") or {}
+        for found, update in self._follow(name, on_change):
             state = update.get("State", "") if update.get("StartedAt") != before else "not begun"
             if state.startswith("rollback") or state == "paused":
                 self._wait_rolled_back(name, on_change)
@@ -352,7 +353,7 @@ class SwarmRuntime:
                 raise DeployError(Message("swarm.restart_not_over", "the restart of swarm service {name} was not over "
                                           "within {seconds:g} s (update: {state})", name=name,
                                           seconds=timeout + 60, state=state), phase="start")
-            self._sleep(POLL_S)
+        raise AssertionError("unreachable: _follow never ends")
 
     def remove(self, name: str) -> None:
         """Stopped first (scaled to 0, its tasks followed until their containers ended: once the
