@@ -17,13 +17,15 @@ from app.replica_transport import ReplicaTransport
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    connections: set[int] = set()
+    connections: set[tuple[str, int]] = set()   # the clients' addresses: one per connection
 
     def log_message(self, *args: object) -> None:
         pass
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        Handler.connections.add(id(self.connection))
+        # not id(self.connection): a closed connection's socket object may be freed and the next
+        # one allocated at the same address, so two connections counted as one
+        Handler.connections.add(self.client_address)
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.path.startswith("/hang"):
             time.sleep(1.0)
