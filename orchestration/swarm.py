@@ -215,8 +215,8 @@ class SwarmRuntime:
     def _converge(self, name: str, version: str, replicas: int, timeout: float, log: LogSink,
                   on_change: Callable[[dict[str, TaskEndpoint]], None], *, created: bool) -> dict[str, TaskEndpoint]:
         """Until every slot runs `version` (and the update says completed), following the tasks."""
-        deadline = self._clock() + timeout + 60   # the health check's start period, then the update's monitor
-        for found, update in self._follow(name, on_change):
+        # the health check's start period, then the update's monitor
+        for found, update in self._follow(name, on_change, until=self._clock() + timeout + 60):
             state = update.get("State", "")
             if state.startswith("rollback") or state == "paused":
                 self._wait_rolled_back(name, on_change)
@@ -232,16 +232,15 @@ class SwarmRuntime:
                 log(f"swarm service {name}: {replicas} task(s) of {version} running on "
                     f"{', '.join(sorted({t.node for t in found.values()}))}")
                 return found
-            if self._clock() > deadline:
-                raise DeployError(Message("swarm.not_healthy", "swarm service {name} did not run {replicas} healthy task(s) "
-                                          "of {version} within {seconds:g} s", name=name, replicas=replicas,
-                                          version=version, seconds=timeout), phase="start", log=self._failures(name, version))
-        raise AssertionError("unreachable: _follow never ends")
+        raise DeployError(Message("swarm.not_healthy", "swarm service {name} did not run {replicas} healthy task(s) "
+                                  "of {version} within {seconds:g} s", name=name, replicas=replicas,
+                                  version=version, seconds=timeout), phase="start", log=self._failures(name, version))
 
-    def _follow(self, name: str, on_change: Callable[[dict[str, TaskEndpoint]], None]
+    def _follow(self, name: str, on_change: Callable[[dict[str, TaskEndpoint]], None], *, until: float
                 ) -> Iterator[tuple[dict[str, TaskEndpoint], dict[str, Any]]]:
-        """Polls of service `name` while it updates, POLL_S apart: each yields the running tasks'
-        endpoints (`on_change` told first whenever they changed) and the service's UpdateStatus."""
+        """Polls of service `name` while it updates, POLL_S apart, until the clock passes `until`:
+        each yields the running tasks' endpoints (`on_change` told first whenever they changed) and
+        the service's UpdateStatus. The last poll is at or after `until`."""
         seen: dict[str, TaskEndpoint] = {}
         while True:
             found = self.endpoints(name)
@@ -249,6 +248,8 @@ class SwarmRuntime:
                 seen = found
                 on_change(found)
             yield found, self._service(name).attrs.get("UpdateStatus") or {}
+            if self._clock() > until:
+                return
             self._sleep(POLL_S)
 
     def _setup_failed(self, name: str, version: str) -> bool:
@@ -339,8 +340,9 @@ class SwarmRuntime:
             return {}
         before = (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
         self.restart(name)
-        deadline = self._clock() + timeout + 60   # as _converge: the start period, then the monitor
-        for found, update in self._follow(name, on_change):
+        state = "not begun"
+        # as _converge: the start period, then the monitor
+        for found, update in self._follow(name, on_change, until=self._clock() + timeout + 60):
             state = update.get("State", "") if update.get("StartedAt") != before else "not begun"
             if state.startswith("rollback") or state == "paused":
                 self._wait_rolled_back(name, on_change)
@@ -349,11 +351,9 @@ class SwarmRuntime:
                                   log=self.logs(name, 40, "stderr"))
             if state == "completed" and len(found) == replicas:
                 return found
-            if self._clock() > deadline:
-                raise DeployError(Message("swarm.restart_not_over", "the restart of swarm service {name} was not over "
-                                          "within {seconds:g} s (update: {state})", name=name,
-                                          seconds=timeout + 60, state=state), phase="start")
-        raise AssertionError("unreachable: _follow never ends")
+        raise DeployError(Message("swarm.restart_not_over", "the restart of swarm service {name} was not over "
+                                  "within {seconds:g} s (update: {state})", name=name,
+                                  seconds=timeout + 60, state=state), phase="start")
 
     def remove(self, name: str) -> None:
         """Stopped first (scaled to 0, its tasks followed until their containers ended: once the

@@ -42,7 +42,7 @@ from app.models import Algorithm, AlgorithmService, AlgorithmVersion, Deployment
 from app.services.config import ServiceConfigStore
 from app.services.ports import PortAllocator
 from app.services.routing import Router
-from app.services.rows import find_service, get_service, place
+from app.services.rows import find_service, follow_tasks, get_service
 from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack
 from orchestration.health import Health, wait_ready
 from orchestration.locks import file_lock
@@ -500,12 +500,8 @@ class _Run:
         with transaction(self.d._sessions) as s:
             versions = dict(s.execute(select(AlgorithmVersion.tag, AlgorithmVersion.id)
                                       .where(AlgorithmVersion.algorithm_id == self.algo.id)).all())
-            moved = {}
-            for row in s.scalars(select(ServiceReplica).where(ServiceReplica.backend_name.in_(list(found)))):
-                task = found[row.backend_name]
-                row.version_id = versions.get(task.version, row.version_id)
-                if place(row, task.endpoint) and row.routed:
-                    moved[row.backend_name] = task.endpoint
+            moved = follow_tasks(s.scalars(select(ServiceReplica).where(ServiceReplica.backend_name.in_(list(found)))),
+                                 found, versions)
         if moved:
             self.d._router.publish(self.algo.name, moved)
             self.log("start", "the gateway follows the roll: " + ", ".join(f"{n} at {e.url}" for n, e in moved.items()))
@@ -556,7 +552,6 @@ class _Run:
                 raise DeployError(Message("deploy.stopped_after_health", "{name} is {state} after answering /health",
                                           name=name, state=state.value), phase="smoke",
                                   log=self.runtime.logs(name, 60, "stderr"))
-
 
     def _sample(self, package: Path) -> bytes | str | None:
         listed = self.version.manifest.get("samples") or []

@@ -18,7 +18,7 @@ from app.errors import Message, Missing, Problem, ValidationFailed
 from app.models import AlgorithmService, Deployment, ServiceGroup, ServiceReplica
 from app.services.ports import PortAllocator
 from app.services.routing import Router
-from app.services.rows import get_service, place
+from app.services.rows import follow_tasks, get_service, place
 from app.shared import HealthBoard
 from orchestration.errors import BackendUnavailable, OrchestrationError
 from orchestration.health import Health, probe, wait_ready
@@ -458,11 +458,7 @@ class ServiceManager:
         gateway's failover covers the moment between). A restart the cluster rolled back raises."""
         def follow(found: dict[str, TaskEndpoint]) -> None:
             with transaction(self._sessions) as s:
-                moved = {}
-                for row in get_service(s, svc.name).replica_rows:
-                    task = found.get(row.backend_name)
-                    if task is not None and place(row, task.endpoint) and row.routed:
-                        moved[row.backend_name] = task.endpoint
+                moved = follow_tasks(get_service(s, svc.name).replica_rows, found)
             if moved:
                 self._router.publish(svc.name, moved)
 

@@ -2,13 +2,15 @@
 same query in every module)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.interfaces import LoaderOption
 
 from app.errors import Message, Missing, Problem
 from app.models import AlgorithmService, ServiceReplica
-from orchestration.runtime import Endpoint
+from orchestration.runtime import Endpoint, TaskEndpoint
 
 
 def find_service(s: Session, name: str, *options: LoaderOption) -> AlgorithmService | None:
@@ -29,4 +31,21 @@ def place(row: ServiceReplica, endpoint: Endpoint) -> bool:
     True when that is a move."""
     moved = row.endpoint != endpoint.url
     row.endpoint, row.port = endpoint.url, endpoint.port
+    return moved
+
+
+def follow_tasks(rows: Iterable[ServiceReplica], found: Mapping[str, TaskEndpoint],
+                 versions: Mapping[str, int] | None = None) -> dict[str, Endpoint]:
+    """Each row whose cluster task is in `found` (task name → running task) takes that task's
+    endpoint, and its version when `versions` (tag → version id) knows the task's tag. Returns the
+    rows in rotation that moved (name → new endpoint): what the gateway must be told."""
+    moved = {}
+    for row in rows:
+        task = found.get(row.backend_name)
+        if task is None:
+            continue
+        if versions is not None:
+            row.version_id = versions.get(task.version, row.version_id)
+        if place(row, task.endpoint) and row.routed:
+            moved[row.backend_name] = task.endpoint
     return moved
