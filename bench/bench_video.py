@@ -19,14 +19,16 @@
     the runner is on this host) or JPEG → fps ratio b/a (target >= 0.95) and whole run incl. the
     annotated video vs (a) (target <= 1.1x).
 
-The machine is shared: `--repeat` rounds run a, (p), b back to back, and the targets are judged on
-the median of the per-round ratios (each b compared with the a just before it), with the load
-average at the start of every run in the table.
+The machine is shared: `--repeat` rounds run a, (p), b back to back (every other round a last, so
+a drift of the host's speed favours neither), and the targets are judged on the median of the
+per-round ratios (each b compared with the a of its round), with the load average at the start of
+every run in the table.
 Prints a markdown table; results are recorded in docs/BENCHMARKS.md ("Video pipeline").
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import socket
@@ -219,26 +221,40 @@ def main() -> int:
     def in_process_predict(body: bytes) -> dict:
         return algorithm.predict([decode_frame(body)], resize_width=args.resize_width)[0]
 
+    def a() -> Measure:
+        return in_process(algorithm, video, args.frames, args.resize_width)
+
     rounds: list[list[Measure]] = []
     with tempfile.TemporaryDirectory() as tmp, service(args) as http:
-        for _ in range(args.repeat):
-            measures = [in_process(algorithm, video, args.frames, args.resize_width)]
-            if args.pipeline or http is None:
-                m = measured_run("p: run_video, in-process predict", video, in_process_predict, args,
-                                 Path(tmp) / "p.mp4")[0]
+        others: list[Callable[[], Measure]] = []
+        if args.pipeline or http is None:
+            others.append(lambda: measured_run("p: run_video, in-process predict", video, in_process_predict, args,
+                                               Path(tmp) / "p.mp4")[0])
+        if http is not None:
+            others.append(functools.partial(over_http, http, video, args, Path(tmp) / "b.mp4"))
+        for number in range(args.repeat):
+            # every other round runs a last (a p b | p b a | a p b …): a drift of the host's speed
+            # over the rounds then favours neither side of the median
+            if number % 2 == 0:
+                measures = [a(), *(run() for run in others)]
+            else:
+                rest = [run() for run in others]
+                measures = [a(), *rest]
+            for m in measures[1:]:
                 m.detail += f"; {same_results(measures[0], m)}"
-                measures.append(m)
-            if http is not None:
-                predict, pid = http
-                predict.predict_ms.clear()
-                m = measured_run(f"b: run_video over HTTP, in_flight={args.in_flight}", video, predict, args,
-                                 Path(tmp) / "b.mp4", server_pid=pid)[0]
-                m.detail += (f"; runner busy {sum(predict.predict_ms) / 1000 / m.seconds:.0%} of the run; "
-                             f"{same_results(measures[0], m)}")
-                measures.append(m)
             rounds.append(measures)
     report(rounds, args)
     return 0
+
+
+def over_http(http: tuple[HttpPredict, int], video: Path, args: argparse.Namespace, out: Path) -> Measure:
+    """(b): run_video with each frame's call going to the runner."""
+    predict, pid = http
+    predict.predict_ms.clear()
+    m = measured_run(f"b: run_video over HTTP, in_flight={args.in_flight}", video, predict, args, out,
+                     server_pid=pid)[0]
+    m.detail += f"; runner busy {sum(predict.predict_ms) / 1000 / m.seconds:.0%} of the run"
+    return m
 
 
 @contextmanager
