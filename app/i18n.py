@@ -743,6 +743,9 @@ ERRORS: dict[str, dict[str, str]] = {
     "version.missing": {"zh": "{name} 没有版本 {version}"},
     "runtime.unknown": {"zh": "未知的运行时 “{name}”；可用的有：{known}"},
     "deploy.in_progress": {"zh": "{name} 的另一次部署正在进行"},
+    "deploy.failed_at": {"zh": "{version} 的部署在{phase}阶段失败：{error}"},
+    # a deploy's phases inside messages (deploy.failed_at), as the pages name them
+    **{key: {"zh": entry["zh"]} for key, entry in TEXTS.items() if key.startswith("phase.")},
     "deploy.in_progress.hint": {"zh": "请等待它结束"},
     "deploy.setup_failed": {"zh": "{name} 不健康：SETUP_FAILED（setup() 抛出了异常）— {error}"},
     "deploy.not_healthy": {"zh": "{name} 不健康：{error}"},

@@ -26,6 +26,7 @@ from sqlalchemy import (
     true as sa_true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from orchestration.errors import restored
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -227,6 +228,7 @@ class AlgorithmService(Base):
     environment: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     resources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error_message: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)   # last_error as stored() keeps it
     canary_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("algorithm_versions.id", ondelete="SET NULL"), default=None)   # a version on trial
     canary_percent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # its share of the calls
@@ -321,11 +323,17 @@ class Deployment(Base):
     status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
     failed_phase: Mapped[str] = mapped_column(String(32), default="")
     error: Mapped[str] = mapped_column(Text, default="")
+    error_message: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)   # error as stored() keeps it
     phases: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # phase -> seconds
     build_log: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(80))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def error_text(self) -> str:
+        """`error`, a `Message` again (an interface says it in its language) when it was kept as one."""
+        return restored(self.error_message) if self.error_message else self.error
 
 
 # --- calls ---------------------------------------------------------------------------------------

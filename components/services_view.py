@@ -66,7 +66,7 @@ def _failed(v: ServiceView) -> list[ReplicaView]:
 
 def _error_text(v: ServiceView) -> str:
     """The failed deploy (if any) and the first failing replica's state, message and last log line."""
-    parts = [v.last_error] if v.last_error else []
+    parts = [say(v.last_error)] if v.last_error else []
     for r in _failed(v)[:1]:
         last = r.log_tail.strip().splitlines()[-1:] if r.log_tail.strip() else []
         parts.append(" — ".join([f"{r.name} {term('state', r.state.value, lang())}: {say(r.message)}", *last]))

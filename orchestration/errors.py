@@ -63,6 +63,46 @@ def _english(value: Any) -> Any:
     return str(value) if isinstance(value, Problem) else value
 
 
+def stored(text: str) -> Any:
+    """`text` in a JSON-able form that keeps what a `Message` knows (key, template, values, nested
+    messages and problems), for a database column; `restored` turns it back. Plain text stays text."""
+    if isinstance(text, Message):
+        return {"message": [text.key, text.template, {k: _stored_value(v) for k, v in text.values.items()}]}
+    return str(text)
+
+
+def restored(doc: Any) -> str:
+    """The text `stored` kept: a `Message` again when it was one; a document of another shape as
+    text (a column written by an older version holds plain text)."""
+    if isinstance(doc, Mapping) and isinstance(doc.get("message"), list) and len(doc["message"]) == 3:
+        key, template, values = doc["message"]
+        try:
+            return Message(str(key), str(template), **{str(k): _restored_value(v) for k, v in dict(values).items()})
+        except (KeyError, IndexError, ValueError, TypeError):
+            return str(template)
+    return "" if doc is None else str(doc)
+
+
+def _stored_value(value: Any) -> Any:
+    if isinstance(value, Message):
+        return stored(value)
+    if isinstance(value, Problem):
+        return {"problem": [value.field, _stored_value(value.reason)]}
+    if isinstance(value, (list, tuple)):
+        return [_stored_value(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float)) else str(value)
+
+
+def _restored_value(value: Any) -> Any:
+    if isinstance(value, Mapping) and "message" in value:
+        return restored(value)
+    if isinstance(value, Mapping) and isinstance(value.get("problem"), list) and len(value["problem"]) == 2:
+        return Problem(str(value["problem"][0]), _restored_value(value["problem"][1]))
+    if isinstance(value, list):
+        return [_restored_value(v) for v in value]
+    return value
+
+
 class AlgoStageError(Exception):
     """Root of every AlgoStage error. Subclasses set `code`; an instance may override it."""
 

@@ -11,7 +11,7 @@ from components.cluster_view import cluster_section, scale_control
 from components.routing_view import canary_caption, replicas_table, traffic
 from components.services_view import action_results, failed_replicas, log_viewer, services_table
 from components import data
-from components.session import guard, lang, platform, show_error, t
+from components.session import guard, lang, platform, say, show_error, t
 
 who = guard(Action.VIEW_SERVICES)
 p = platform()
@@ -111,7 +111,7 @@ with tab_history:
                                 t("manage.failed_phase"): term("phase", d.failed_phase, lang()),
                                 t("manage.phases"): ", ".join(f"{term('phase', k, lang())} {v:.2f}s"
                                                               for k, v in d.phases.items()),
-                                t("svc.error"): d.error} for d in deps]), hide_index=True, width="stretch",
+                                t("svc.error"): say(d.error_text)} for d in deps]), hide_index=True, width="stretch",
                  placeholder="–")
 with tab_settings:
     configs = p.service_configs.list(who, name)

@@ -43,7 +43,7 @@ from app.services.config import ServiceConfigStore
 from app.services.ports import PortAllocator
 from app.services.routing import Router
 from app.services.rows import find_service, follow_tasks, get_service
-from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack
+from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack, stored
 from orchestration.health import Health, wait_ready
 from orchestration.locks import file_lock
 from orchestration.runtime import (NAME_PREFIX, ClusterRuntime, Endpoint, ReplicaSpec, Resources, Runtime,
@@ -599,11 +599,13 @@ class _Run:
             r.routed, r.route_note = False, "out: retired by a deploy"
         svc.version_id, svc.runtime, svc.replicas = self.version.id, self.plan.runtime_name, self.plan.replicas
         svc.environment, svc.desired_state, svc.last_error = dict(self.req.env), "running", ""
+        svc.last_error_message = None
         svc.canary_version_id, svc.canary_percent = None, 0
         svc.resources = {"cpus": self.resources.cpus, "memory_mb": self.resources.memory_mb}
 
     def _record_canary(self, svc: AlgorithmService) -> None:
         svc.canary_version_id, svc.canary_percent, svc.last_error = self.version.id, self.plan.canary, ""
+        svc.last_error_message = None
 
     def _service_row(self, s: Session) -> AlgorithmService:
         svc = find_service(s, self.algo.name)
@@ -639,8 +641,9 @@ class _Run:
 
     def _fail(self, phase: str, error: Exception) -> None:
         """Undo what this run started (nothing of it is in the routing table before `switch`)."""
+        reason = error.message if isinstance(error, AlgoStageError) else str(error)
         if phase in ("switch", "retire") and self.switched:
-            self._record_end("failed", phase, str(error), getattr(error, "log", ""))
+            self._record_end("failed", phase, reason, getattr(error, "log", ""))
             return
         if self.cluster and phase in ("start", "smoke"):
             self._undo_cluster(phase, error)
@@ -653,8 +656,10 @@ class _Run:
         with transaction(self.d._sessions) as s:
             svc = find_service(s, self.algo.name)
             if svc is not None:
-                svc.last_error = f"deploy of {self.version.tag} failed at {phase}: {error}"[:2000]
-        self._record_end("failed", phase, str(error), getattr(error, "log", ""))
+                failed = Message("deploy.failed_at", "deploy of {version} failed at {phase}: {error}",
+                                 version=self.version.tag, phase=Message(f"phase.{phase}", phase), error=reason)
+                svc.last_error, svc.last_error_message = failed[:2000], stored(failed)
+        self._record_end("failed", phase, reason, getattr(error, "log", ""))
 
     def _undo_cluster(self, phase: str, error: Exception) -> None:
         """A cluster service this run created is removed; one it rolled to the new version is rolled
@@ -691,6 +696,7 @@ class _Run:
         with transaction(self.d._sessions) as s:
             dep = s.get(Deployment, self.deployment_id)
             dep.status, dep.failed_phase, dep.error = status, phase, error[:4000]
+            dep.error_message = stored(error) if error else None
             dep.phases, dep.finished_at = dict(self.phases), utcnow()
             dep.build_log = (log or "\n".join(self.log_lines))[-200_000:]
 

@@ -20,7 +20,7 @@ from app.services.ports import PortAllocator
 from app.services.routing import Router
 from app.services.rows import follow_tasks, get_service, place
 from app.shared import HealthBoard
-from orchestration.errors import BackendUnavailable, OrchestrationError
+from orchestration.errors import BackendUnavailable, OrchestrationError, restored
 from orchestration.health import Health, probe, wait_ready
 from orchestration.runtime import (ClusterRuntime, Endpoint, ReplicaStatus, Runtime, ServiceState, TaskEndpoint, Usage,
                                    slot_of, wait_settled)
@@ -540,7 +540,8 @@ class ServiceManager:
         version, canary = svc.version, svc.canary_version
         return ServiceView(svc.name, svc.algorithm.name, svc.algorithm.task, version.tag if version else "?",
                            version.number if version else None, svc.runtime, svc.desired_state,
-                           svc.group.name if svc.group else None, svc.last_error, replicas,
+                           svc.group.name if svc.group else None,
+                           restored(svc.last_error_message) if svc.last_error_message else svc.last_error, replicas,
                            canary.tag if canary else None, svc.canary_percent or 0)
 
     @staticmethod

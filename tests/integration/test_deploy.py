@@ -18,6 +18,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from app.i18n import say
 from app.invoke import InvokeError
 from app.models import Deployment, PortReservation
 from app.platform import Platform
@@ -220,6 +221,11 @@ def test_a_version_whose_setup_fails_leaves_the_running_one_serving(deploy_platf
     assert [r.status for r in rows] == ["succeeded", "failed"]
     assert rows[1].failed_phase == "smoke" and "model file missing" in rows[1].error
     assert owners == ["algo-flaky-1"]
+    # kept as the messages they were: a page says them in its reader's language, values intact
+    assert view.last_error.startswith("deploy of v2 failed at smoke: algo-flaky-2 is not healthy: SETUP_FAILED")
+    assert say(view.last_error, "zh").startswith("v2 的部署在冒烟测试阶段失败：algo-flaky-2 不健康：SETUP_FAILED")
+    assert "model file missing" in say(view.last_error, "zh")
+    assert rows[1].error_text == rows[1].error and say(rows[1].error_text, "zh").startswith("algo-flaky-2 不健康")
     assert p.runtimes["supervisor"].status("algo-flaky-2").exists is False
 
 

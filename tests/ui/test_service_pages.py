@@ -15,8 +15,10 @@ from streamlit.testing.v1 import AppTest
 from app.auth import Actor, Role
 from app.platform import Platform
 from app.services.deployer import DeployRequest
+from orchestration.errors import DeployError
 from orchestration.runtime import ServiceState
 from tests.conftest import ROOT, empty_tables, private_port_range, wait_ready
+from tests.integration.test_deploy import package_as
 from tests.integration.test_platform_services import crashable_package
 
 pytestmark = pytest.mark.timeout(900)
@@ -157,6 +159,32 @@ def test_manage_page_status_actions_logs_history_and_ports(env: Platform) -> Non
     assert "smoke" in history[0]["Phases"]
     ports = ports_tab.dataframe[0].value.to_dict("records")
     assert ports == [{"Port": port, "Replica": "algo-hello-1"}]
+
+
+def test_a_failed_deploys_error_is_said_in_the_pages_language(env: Platform, tmp_path: Path) -> None:
+    """The error is kept as the message it was: the Chinese page says it in Chinese (the replica's
+    name, its state and the runner's own words stay as they are); the English page as raised."""
+    env.catalog.upload(ADMIN, str(package_as(tmp_path, "hello", "flaky")))
+    env.deployer.deploy(OPERATOR, DeployRequest("flaky"))
+    env.catalog.upload(ADMIN, str(package_as(tmp_path, "crash_in_setup", "flaky", task="text.classification")))
+    with pytest.raises(DeployError):
+        env.deployer.deploy(OPERATOR, DeployRequest("flaky", health_timeout=30))
+
+    at = page("manage.py")
+    at.session_state["lang"] = "zh"
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    [error] = table[table["服务"] == "flaky"]["最近错误"].tolist()
+    assert error.startswith("v2 的部署在冒烟测试阶段失败：algo-flaky-2 不健康：SETUP_FAILED（setup() 抛出了异常）"), error
+    assert "model file missing" in error
+    history = at.tabs[2].dataframe[0].value.to_dict("records")   # logs, routing, history, …
+    [failed] = [h for h in history if h["失败阶段"] == "冒烟测试"]
+    assert failed["最近错误"].startswith("algo-flaky-2 不健康：SETUP_FAILED（setup() 抛出了异常）"), failed
+
+    english = page("manage.py").run()
+    assert table_row(english, "flaky")["Last error"].startswith(
+        "deploy of v2 failed at smoke: algo-flaky-2 is not healthy: SETUP_FAILED (setup() raised)")
 
 
 def test_manage_page_shows_a_fatal_replica_with_its_log_tail(env: Platform, tmp_path: Path) -> None:

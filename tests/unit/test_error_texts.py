@@ -16,11 +16,14 @@ import pytest
 from app import i18n
 from app.auth import Action, Actor, Role, require
 from app.errors import AlgoStageError, Message, Missing, PermissionDenied, Problem, ValidationFailed
+from app.services.deployer import PHASES
 from orchestration.errors import BackendUnavailable, reason_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("app", "orchestration", "api", "components", "pages")
-DYNAMIC_KEYS = {"action."}   # Message(f"action.{action.value}", …): one entry per Action, checked below
+# computed keys, each checked below: Message(f"action.{action.value}", …), one entry per Action;
+# Message(f"phase.{phase}", …), one per deploy phase (app/services/deployer.py PHASES)
+DYNAMIC_KEYS = {"action.", "phase."}
 
 
 def message_calls() -> list[tuple[str, int, ast.Call]]:
@@ -82,7 +85,9 @@ def test_every_chinese_entry_is_used_and_every_action_is_named() -> None:
     used = set(used_keys())
     actions = {f"action.{a.value}" for a in Action}
     assert actions <= set(i18n.ERRORS), actions - set(i18n.ERRORS)
-    stale = set(i18n.ERRORS) - used - actions
+    phases = {f"phase.{phase}" for phase in PHASES}
+    assert phases <= set(i18n.ERRORS), phases - set(i18n.ERRORS)
+    stale = set(i18n.ERRORS) - used - actions - phases
     assert not stale, f"entries no code uses: {stale}"
 
 
