@@ -744,6 +744,10 @@ ERRORS: dict[str, dict[str, str]] = {
     "runtime.unknown": {"zh": "未知的运行时 “{name}”；可用的有：{known}"},
     "deploy.in_progress": {"zh": "{name} 的另一次部署正在进行"},
     "deploy.failed_at": {"zh": "{version} 的部署在{phase}阶段失败：{error}"},
+    "route.no_answer": {"zh": "不接收流量：探测在 {seconds:g} 秒内没有应答"},
+    "route.not_reachable": {"zh": "不接收流量：无法连接（{error}）"},
+    "route.health_says": {"zh": "不接收流量：/health 返回 {status}"},
+    "route.health_says_why": {"zh": "不接收流量：/health 返回 {status}（{error}）"},
     # a deploy's phases inside messages (deploy.failed_at), as the pages name them
     **{key: {"zh": entry["zh"]} for key, entry in TEXTS.items() if key.startswith("phase.")},
     "deploy.in_progress.hint": {"zh": "请等待它结束"},

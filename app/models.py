@@ -256,6 +256,7 @@ class ServiceReplica(Base):
     endpoint: Mapped[str] = mapped_column(String(200), default="", server_default="")  # base URL it answers on
     routed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())  # in rotation
     route_note: Mapped[str] = mapped_column(String(300), default="", server_default="")  # why in or out
+    route_note_message: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)  # route_note as stored() keeps it
     checked_at: Mapped[datetime | None] = mapped_column(default=None)    # last active health probe
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     service: Mapped[AlgorithmService] = relationship(back_populates="replica_rows")

@@ -11,7 +11,8 @@ from app.i18n import TEXTS, term
 from app.services.gateway_log import Figures, ServiceTraffic
 from app.services.manager import ServiceView
 from components.charts import LAYOUT, PREDICT_COLOR, TOTAL_COLOR
-from components.session import lang, t
+from components.session import lang, say, t
+from orchestration.errors import Message
 
 
 def replicas_table(view: ServiceView) -> None:
@@ -25,6 +26,8 @@ def replicas_table(view: ServiceView) -> None:
 def route_note(note: str) -> str:
     """Why a replica is in or out of rotation (the health monitor's verdict) in the page's
     language; the detail of a failed check (an engine's own words) stays as it came."""
+    if isinstance(note, Message):
+        return say(note)
     if f"routing.note.{note}" in TEXTS:
         return t(f"routing.note.{note}")
     return t("routing.note.out", reason=note.removeprefix("out: ")) if note.startswith("out: ") else note

@@ -42,7 +42,7 @@ from app.models import Algorithm, AlgorithmService, AlgorithmVersion, Deployment
 from app.services.config import ServiceConfigStore
 from app.services.ports import PortAllocator
 from app.services.routing import Router
-from app.services.rows import find_service, follow_tasks, get_service
+from app.services.rows import find_service, follow_tasks, get_service, note_route
 from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack, stored
 from orchestration.health import Health, wait_ready
 from orchestration.locks import file_lock
@@ -584,7 +584,8 @@ class _Run:
                 if row is None:
                     svc.replica_rows.append(row := ServiceReplica(backend_name=n.name))
                 row.version_id, row.index, row.port, row.endpoint = self.version.id, n.index, n.port, n.endpoint.url
-                row.routed, row.route_note = True, "in rotation"
+                row.routed = True
+                note_route(row, "in rotation")
         self.switched = True
         self.d._router.publish(self.algo.name, {n.name: n.endpoint for n in self.new})
         if old:
@@ -596,7 +597,8 @@ class _Run:
 
     def _record_version(self, svc: AlgorithmService) -> None:
         for r in svc.replica_rows:
-            r.routed, r.route_note = False, "out: retired by a deploy"
+            r.routed = False
+            note_route(r, "out: retired by a deploy")
         svc.version_id, svc.runtime, svc.replicas = self.version.id, self.plan.runtime_name, self.plan.replicas
         svc.environment, svc.desired_state, svc.last_error = dict(self.req.env), "running", ""
         svc.last_error_message = None

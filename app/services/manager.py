@@ -535,7 +535,8 @@ class ServiceManager:
         tags = {v.id: v.tag for v in (svc.version, svc.canary_version) if v is not None}
         replicas = [replace(self._replica_view(r, statuses.get(r.backend_name), backend_error,
                                                usage.get(r.backend_name), runtime),
-                            version=tags.get(r.version_id, "?"), route_note=r.route_note)
+                            version=tags.get(r.version_id, "?"),
+                            route_note=restored(r.route_note_message) if r.route_note_message else r.route_note)
                     for r in svc.replica_rows]
         version, canary = svc.version, svc.canary_version
         return ServiceView(svc.name, svc.algorithm.name, svc.algorithm.task, version.tag if version else "?",

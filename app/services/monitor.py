@@ -28,7 +28,9 @@ from app.auth import internal
 from app.db import transaction
 from app.models import AlgorithmService, ServiceReplica, utcnow
 from app.services.routing import Router
+from app.services.rows import note_route
 from app.shared import HealthBoard
+from orchestration.errors import Message
 from orchestration.health import Health, probe
 from orchestration.runtime import Endpoint
 
@@ -58,14 +60,19 @@ Locate = Callable[[str, "Sequence[str]"], "Mapping[str, Endpoint]"]
 
 
 def verdict(health: Health, timeout_s: float) -> str:
-    """IN for a replica that may take calls, else why not (shown on the Manage page)."""
+    """IN for a replica that may take calls, else why not (shown on the Manage page): a `Message`,
+    so the page says it in its reader's language (the probe's own error stays as it came)."""
     if health.ready:
         return IN
     if health.status == "UNREACHABLE":
-        reason = "no answer within the probe timeout" if "Timeout" in health.error else "not reachable"
-        return f"out: {reason} ({health.error[:120]})" if reason == "not reachable" else \
-            f"out: {reason} of {timeout_s:g} s"
-    return f"out: /health says {health.status}" + (f" ({health.error[:120]})" if health.error else "")
+        if "Timeout" in health.error:
+            return Message("route.no_answer", "out: no answer within the probe timeout of {seconds:g} s",
+                           seconds=timeout_s)
+        return Message("route.not_reachable", "out: not reachable ({error})", error=health.error[:120])
+    if health.error:
+        return Message("route.health_says_why", "out: /health says {status} ({error})", status=health.status,
+                       error=health.error[:120])
+    return Message("route.health_says", "out: /health says {status}", status=health.status)
 
 
 class HealthMonitor:
@@ -155,6 +162,7 @@ class HealthMonitor:
         except Exception as e:  # noqa: BLE001 - an engine that cannot say leaves the endpoints as they are
             log.warning("could not locate %s: %s", ", ".join(replicas), e)
             return {}
+
     def _record(self, probed: Iterable[Probed]) -> None:
         now = utcnow()
         with transaction(self._sessions) as s:
@@ -163,7 +171,8 @@ class HealthMonitor:
             for p in probed:
                 row = rows.get(p.replica)
                 if row is not None:
-                    row.route_note, row.checked_at = verdict(p.health, self._timeout_s)[:300], now
+                    note_route(row, verdict(p.health, self._timeout_s))
+                    row.checked_at = now
 
     def _apply(self, probed: list[Probed], report: RoundReport) -> None:
         by_service: dict[str, list[Probed]] = {}

@@ -10,6 +10,7 @@ from sqlalchemy.orm.interfaces import LoaderOption
 
 from app.errors import Message, Missing, Problem
 from app.models import AlgorithmService, ServiceReplica
+from orchestration.errors import stored
 from orchestration.runtime import Endpoint, TaskEndpoint
 
 
@@ -32,6 +33,13 @@ def place(row: ServiceReplica, endpoint: Endpoint) -> bool:
     moved = row.endpoint != endpoint.url
     row.endpoint, row.port = endpoint.url, endpoint.port
     return moved
+
+
+def note_route(row: ServiceReplica, note: str) -> None:
+    """Why the replica is in or out of rotation: its English text (the API, the CLI) and the message
+    it was made of (a page says it in its reader's language). Every writer of the note goes here,
+    so the two never disagree."""
+    row.route_note, row.route_note_message = note[:300], stored(note)
 
 
 def follow_tasks(rows: Iterable[ServiceReplica], found: Mapping[str, TaskEndpoint],

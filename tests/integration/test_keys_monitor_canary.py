@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.db import transaction
 from app.errors import PermissionDenied, ValidationFailed
+from app.i18n import say
 from app.keys import ApiKeys, KeyRefused, bearer, hash_key
 from app.models import Algorithm, AlgorithmService, ApiKey, ServiceReplica
 from app.platform import Platform
@@ -130,6 +131,11 @@ def test_the_monitor_withdraws_what_fails_or_hangs_and_publishes_it_again(platfo
     assert not rows["algo-svc-2"].routed and "probe timeout" in rows["algo-svc-2"].route_note
     assert not rows["algo-svc-3"].routed and "STARTING" in rows["algo-svc-3"].route_note
     assert rows["algo-svc-1"].checked_at is not None
+    # the Manage page's view says why in its reader's language; the API's text stays English
+    notes = {r.name: r.route_note for r in platform.services.get(ADMIN, "svc").replicas}
+    assert notes["algo-svc-2"] == "out: no answer within the probe timeout of 0.5 s"
+    assert [say(notes[n], "zh") for n in ("algo-svc-2", "algo-svc-3")] == \
+        ["不接收流量：探测在 0.5 秒内没有应答", "不接收流量：/health 返回 STARTING"]
 
     answers[20002] = Health("READY")
     report = monitor.round()

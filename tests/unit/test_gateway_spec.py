@@ -6,9 +6,11 @@ import json
 
 import pytest
 
+from app.i18n import say
 from app.services.gateway import GatewaySettings, RoutedReplica, ServiceRoutes, build_spec, weights
 from app.services.gateway_log import GatewayMetrics, figures, parse
 from app.services.monitor import IN, verdict
+from orchestration.errors import restored, stored
 from orchestration.health import Health
 
 SETTINGS = GatewaySettings("127.0.0.1", 8080, True, "unix:/run/agent.sock", 100, 50)
@@ -56,6 +58,18 @@ def test_the_spec_has_a_route_per_service_and_per_running_version():
 ])
 def test_the_verdict_says_why_a_replica_is_out(health, expected):
     assert verdict(health, 1.0).startswith(expected)
+
+
+@pytest.mark.parametrize("health, zh", [
+    (Health("STARTING"), "不接收流量：/health 返回 STARTING"),
+    (Health("SETUP_FAILED", "model missing"), "不接收流量：/health 返回 SETUP_FAILED（model missing）"),
+    (Health("UNREACHABLE", "ReadTimeout: timed out"), "不接收流量：探测在 1.5 秒内没有应答"),
+    (Health("UNREACHABLE", "ConnectError: refused"), "不接收流量：无法连接（ConnectError: refused）"),
+])
+def test_the_verdict_is_said_in_chinese_with_the_probes_own_words(health, zh):
+    note = verdict(health, 1.5)
+    assert say(note, "zh") == zh
+    assert say(restored(json.loads(json.dumps(stored(note)))), "zh") == zh   # as the Manage page reads it back
 
 
 def test_access_log_lines_become_figures_and_prometheus_series():
