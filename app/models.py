@@ -26,6 +26,7 @@ from sqlalchemy import (
     true as sa_true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
 from orchestration.errors import restored
 
 NAMING = {
@@ -334,7 +335,7 @@ class Deployment(Base):
     @property
     def error_text(self) -> str:
         """`error`, a `Message` again (an interface says it in its language) when it was kept as one."""
-        return restored(self.error_message) if self.error_message else self.error
+        return restored(self.error_message, self.error)
 
 
 # --- calls ---------------------------------------------------------------------------------------

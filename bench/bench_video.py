@@ -28,7 +28,6 @@ Prints a markdown table; results are recorded in docs/BENCHMARKS.md ("Video pipe
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import os
 import socket
@@ -231,15 +230,17 @@ def main() -> int:
             others.append(lambda: measured_run("p: run_video, in-process predict", video, in_process_predict, args,
                                                Path(tmp) / "p.mp4")[0])
         if http is not None:
-            others.append(functools.partial(over_http, http, video, args, Path(tmp) / "b.mp4"))
+            others.append(lambda: over_http(http, video, args, Path(tmp) / "b.mp4"))
         for number in range(args.repeat):
             # every other round runs a last (a p b | p b a | a p b …): a drift of the host's speed
             # over the rounds then favours neither side of the median
             if number % 2 == 0:
-                measures = [a(), *(run() for run in others)]
+                first = a()
+                rest = [run() for run in others]
             else:
                 rest = [run() for run in others]
-                measures = [a(), *rest]
+                first = a()
+            measures = [first, *rest]
             for m in measures[1:]:
                 m.detail += f"; {same_results(measures[0], m)}"
             rounds.append(measures)

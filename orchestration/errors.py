@@ -65,22 +65,23 @@ def _english(value: Any) -> Any:
 
 def stored(text: str) -> Any:
     """`text` in a JSON-able form that keeps what a `Message` knows (key, template, values, nested
-    messages and problems), for a database column; `restored` turns it back. Plain text stays text."""
+    messages and problems), for a database column; `restored` turns it back. Plain text stays text;
+    no text is None."""
     if isinstance(text, Message):
         return {"message": [text.key, text.template, {k: _stored_value(v) for k, v in text.values.items()}]}
-    return str(text)
+    return str(text) if text else None
 
 
-def restored(doc: Any) -> str:
+def restored(doc: Any, text: str = "") -> str:
     """The text `stored` kept: a `Message` again when it was one; a document of another shape as
-    text (a column written by an older version holds plain text)."""
+    text; `text` (the English column beside it) when nothing was kept (a row written before)."""
     if isinstance(doc, Mapping) and isinstance(doc.get("message"), list) and len(doc["message"]) == 3:
         key, template, values = doc["message"]
         try:
             return Message(str(key), str(template), **{str(k): _restored_value(v) for k, v in dict(values).items()})
         except (KeyError, IndexError, ValueError, TypeError):
             return str(template)
-    return "" if doc is None else str(doc)
+    return text if doc is None else str(doc)
 
 
 def _stored_value(value: Any) -> Any:

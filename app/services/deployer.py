@@ -42,7 +42,7 @@ from app.models import Algorithm, AlgorithmService, AlgorithmVersion, Deployment
 from app.services.config import ServiceConfigStore
 from app.services.ports import PortAllocator
 from app.services.routing import Router
-from app.services.rows import find_service, follow_tasks, get_service, note_route
+from app.services.rows import find_service, follow_tasks, get_service, note_error, note_route
 from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack, stored
 from orchestration.health import Health, wait_ready
 from orchestration.locks import file_lock
@@ -600,14 +600,14 @@ class _Run:
             r.routed = False
             note_route(r, "out: retired by a deploy")
         svc.version_id, svc.runtime, svc.replicas = self.version.id, self.plan.runtime_name, self.plan.replicas
-        svc.environment, svc.desired_state, svc.last_error = dict(self.req.env), "running", ""
-        svc.last_error_message = None
+        svc.environment, svc.desired_state = dict(self.req.env), "running"
+        note_error(svc, "")
         svc.canary_version_id, svc.canary_percent = None, 0
         svc.resources = {"cpus": self.resources.cpus, "memory_mb": self.resources.memory_mb}
 
     def _record_canary(self, svc: AlgorithmService) -> None:
-        svc.canary_version_id, svc.canary_percent, svc.last_error = self.version.id, self.plan.canary, ""
-        svc.last_error_message = None
+        svc.canary_version_id, svc.canary_percent = self.version.id, self.plan.canary
+        note_error(svc, "")
 
     def _service_row(self, s: Session) -> AlgorithmService:
         svc = find_service(s, self.algo.name)
@@ -658,9 +658,8 @@ class _Run:
         with transaction(self.d._sessions) as s:
             svc = find_service(s, self.algo.name)
             if svc is not None:
-                failed = Message("deploy.failed_at", "deploy of {version} failed at {phase}: {error}",
-                                 version=self.version.tag, phase=Message(f"phase.{phase}", phase), error=reason)
-                svc.last_error, svc.last_error_message = failed[:2000], stored(failed)
+                note_error(svc, Message("deploy.failed_at", "deploy of {version} failed at {phase}: {error}",
+                                        version=self.version.tag, phase=Message(f"phase.{phase}", phase), error=reason))
         self._record_end("failed", phase, reason, getattr(error, "log", ""))
 
     def _undo_cluster(self, phase: str, error: Exception) -> None:
@@ -698,7 +697,7 @@ class _Run:
         with transaction(self.d._sessions) as s:
             dep = s.get(Deployment, self.deployment_id)
             dep.status, dep.failed_phase, dep.error = status, phase, error[:4000]
-            dep.error_message = stored(error) if error else None
+            dep.error_message = stored(error)
             dep.phases, dep.finished_at = dict(self.phases), utcnow()
             dep.build_log = (log or "\n".join(self.log_lines))[-200_000:]
 

@@ -536,13 +536,13 @@ class ServiceManager:
         replicas = [replace(self._replica_view(r, statuses.get(r.backend_name), backend_error,
                                                usage.get(r.backend_name), runtime),
                             version=tags.get(r.version_id, "?"),
-                            route_note=restored(r.route_note_message) if r.route_note_message else r.route_note)
+                            route_note=restored(r.route_note_message, r.route_note))
                     for r in svc.replica_rows]
         version, canary = svc.version, svc.canary_version
         return ServiceView(svc.name, svc.algorithm.name, svc.algorithm.task, version.tag if version else "?",
                            version.number if version else None, svc.runtime, svc.desired_state,
                            svc.group.name if svc.group else None,
-                           restored(svc.last_error_message) if svc.last_error_message else svc.last_error, replicas,
+                           restored(svc.last_error_message, svc.last_error), replicas,
                            canary.tag if canary else None, svc.canary_percent or 0)
 
     @staticmethod

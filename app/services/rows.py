@@ -42,6 +42,12 @@ def note_route(row: ServiceReplica, note: str) -> None:
     row.route_note, row.route_note_message = note[:300], stored(note)
 
 
+def note_error(svc: AlgorithmService, error: str) -> None:
+    """The service's last deploy error ("" when it has none): its English text and the message it
+    was made of, as `note_route` keeps a replica's note."""
+    svc.last_error, svc.last_error_message = error[:2000], stored(error)
+
+
 def follow_tasks(rows: Iterable[ServiceReplica], found: Mapping[str, TaskEndpoint],
                  versions: Mapping[str, int] | None = None) -> dict[str, Endpoint]:
     """Each row whose cluster task is in `found` (task name → running task) takes that task's

@@ -29,6 +29,7 @@ def test_values_that_json_cannot_hold_are_kept_as_their_text() -> None:
 
 def test_plain_text_old_columns_and_broken_documents_come_back_as_text() -> None:
     assert stored("plain words") == "plain words" and restored("plain words") == "plain words"
-    assert restored(None) == ""
+    assert restored(None) == "" and stored("") is None
+    assert restored(None, "deploy of v1 failed at build: …") == "deploy of v1 failed at build: …"   # a row from before
     assert restored({"message": ["k.missing_value", "needs {x}", {}]}) == "needs {x}"
     assert restored({"something": "else"}) == "{'something': 'else'}"
