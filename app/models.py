@@ -261,6 +261,7 @@ class ServiceReplica(Base):
     checked_at: Mapped[datetime | None] = mapped_column(default=None)    # last active health probe
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     service: Mapped[AlgorithmService] = relationship(back_populates="replica_rows")
+    version: Mapped[AlgorithmVersion | None] = relationship()   # the version it runs
 
 
 class PortReservation(Base):

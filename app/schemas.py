@@ -113,6 +113,8 @@ class ReplicaOut(Shape):
     endpoint: str
     routed: bool
     route_note: str
+    retiring: bool = Field(description="replaced by a deploy: out of rotation and stopping; the service's state "
+                                       "leaves it out")
     version: str
     state: str
     pid: int | None
@@ -143,7 +145,7 @@ class ServiceOut(Shape):
                    state=v.state.value, desired_state=v.desired_state, group=v.group, last_error=v.last_error,
                    urls=v.urls, canary_version=v.canary_version, canary_percent=v.canary_percent,
                    replicas=[ReplicaOut(name=r.name, index=r.index, port=r.port, endpoint=r.endpoint, routed=r.routed,
-                                        route_note=r.route_note, version=r.version, state=r.state.value, pid=r.pid,
+                                        route_note=r.route_note, retiring=r.retiring, version=r.version, state=r.state.value, pid=r.pid,
                                         container_id=r.container_id, uptime_s=r.uptime_s, message=r.message,
                                         log_tail=r.log_tail) for r in v.replicas])
 

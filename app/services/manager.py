@@ -48,6 +48,7 @@ class ReplicaView:
     log_tail: str = ""  # last stderr lines of a replica that is FATAL, BACKOFF or EXITED; "" otherwise
     version: str = ""   # the version it runs
     route_note: str = ""  # why it is in or out of rotation (the active health check's verdict)
+    retiring: bool = False  # replaced by a deploy: out of rotation, runs a version the service no longer serves
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ class ServiceView:
 
     @property
     def state(self) -> ServiceState:
-        """RUNNING if every replica runs; otherwise the most telling replica state."""
-        states = [r.state for r in self.replicas]
+        """RUNNING if every replica runs; otherwise the most telling replica state. Replicas a deploy
+        is retiring do not count (while they stop, the new version already serves), unless they are
+        all there is."""
+        states = [r.state for r in self.replicas if not r.retiring] or [r.state for r in self.replicas]
         if not states:
             return ServiceState.STOPPED
         if all(s is ServiceState.RUNNING for s in states):
@@ -491,7 +494,8 @@ class ServiceManager:
     def _load(self, name: str | None = None) -> list[AlgorithmService]:
         """Every service (or the one called `name`) with what a view shows, loaded eagerly."""
         q = select(AlgorithmService).order_by(AlgorithmService.name).options(
-            selectinload(AlgorithmService.replica_rows), selectinload(AlgorithmService.algorithm),
+            selectinload(AlgorithmService.replica_rows).selectinload(ServiceReplica.version),
+            selectinload(AlgorithmService.algorithm),
             selectinload(AlgorithmService.version), selectinload(AlgorithmService.group),
             selectinload(AlgorithmService.canary_version))
         if name is not None:
@@ -532,11 +536,12 @@ class ServiceManager:
     def _view(self, svc: AlgorithmService, statuses: Mapping[str, ReplicaStatus], backend_error: str | None,
               usage: Mapping[str, Usage]) -> ServiceView:
         runtime = self._runtimes.get(svc.runtime)
-        tags = {v.id: v.tag for v in (svc.version, svc.canary_version) if v is not None}
+        serving = {svc.version_id, svc.canary_version_id}
         replicas = [replace(self._replica_view(r, statuses.get(r.backend_name), backend_error,
                                                usage.get(r.backend_name), runtime),
-                            version=tags.get(r.version_id, "?"),
-                            route_note=restored(r.route_note_message, r.route_note))
+                            version=r.version.tag if r.version is not None else "?",
+                            route_note=restored(r.route_note_message, r.route_note),
+                            retiring=not r.routed and r.version_id not in serving)
                     for r in svc.replica_rows]
         version, canary = svc.version, svc.canary_version
         return ServiceView(svc.name, svc.algorithm.name, svc.algorithm.task, version.tag if version else "?",

@@ -23,7 +23,7 @@ from app.invoke import InvokeError
 from app.models import Deployment, PortReservation
 from app.platform import Platform
 from app.catalog.codestore.base import CodeStoreError
-from app.services.deployer import Deployer, DeployRequest
+from app.services.deployer import DeployEvent, Deployer, DeployRequest
 from orchestration.errors import DeployError
 from orchestration.runtime import ServiceState
 from tests.conftest import ADMIN, OPERATOR, ROOT, VIEWER, service_platform, wait_ready
@@ -196,6 +196,41 @@ def test_redeploy_with_unchanged_requirements_builds_nothing_and_retires_the_old
     assert [r.name for r in p.services.get(VIEWER, "hello").replicas] == ["algo-hello-2"]
     rollback = p.deployer.deploy(OPERATOR, DeployRequest("hello", version=1))
     assert httpx.get(f"{rollback.urls[0]}/info", timeout=5).json()["version"] == "v1"
+
+
+def test_a_replica_being_retired_does_not_make_the_service_read_otherwise(deploy_platform: Platform,
+                                                                         tmp_path: Path) -> None:
+    """Between the switch and the end of a redeploy the old replica stops (retire: STOPPING, or
+    whatever befalls it meanwhile): the service serves the new version all along, so it reads
+    RUNNING, and the old replica is listed as retiring, with its own version and state."""
+    p = deploy_platform
+    p.catalog.upload(ADMIN, str(FIXTURES / "hello"))
+    p.deployer.deploy(OPERATOR, DeployRequest("hello"))
+    p.catalog.upload(ADMIN, str(package_as(tmp_path, "hello", "hello", title="Hello again")))
+    seen = []
+
+    def as_retire_begins(event: DeployEvent) -> None:
+        if event.phase != "retire" or seen:   # the switch is done: v2 serves, v1 still runs
+            return
+        before = {r.name: r for r in p.services.get(VIEWER, "hello").replicas}
+        os.kill(before["algo-hello-1"].pid, signal.SIGKILL)   # supervisord: EXITED, then BACKOFF or STARTING
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            view = p.services.get(VIEWER, "hello")
+            if next(r for r in view.replicas if r.name == "algo-hello-1").state is not ServiceState.RUNNING:
+                seen.append(view)
+                return
+            time.sleep(0.05)
+    p.deployer.deploy(OPERATOR, DeployRequest("hello"), progress=as_retire_begins)
+
+    view = seen[0]
+    old, new = sorted(view.replicas, key=lambda r: r.name)
+    assert (old.name, old.version, old.retiring, old.routed) == ("algo-hello-1", "v1", True, False)
+    assert old.state in (ServiceState.EXITED, ServiceState.BACKOFF, ServiceState.STARTING, ServiceState.STOPPED)
+    assert (new.name, new.version, new.retiring, new.routed, new.state) == \
+        ("algo-hello-2", "v2", False, True, ServiceState.RUNNING)
+    assert view.state is ServiceState.RUNNING and view.version == "v2"
+    assert [r.name for r in p.services.get(VIEWER, "hello").replicas] == ["algo-hello-2"]
 
 
 def test_a_version_whose_setup_fails_leaves_the_running_one_serving(deploy_platform: Platform,
