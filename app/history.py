@@ -29,6 +29,7 @@ from app.auth import Action, Actor, can, require
 from app.errors import Message, Missing, Problem
 from app.models import AlgorithmCall, AlgorithmVersion
 from app.storage import RESULTS_BUCKET, ObjectNotFound, ObjectStore
+from orchestration.errors import restored
 
 DEFAULT_LIMIT = 10_000
 BUCKETS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1),
@@ -248,7 +249,8 @@ class History:
 
 def _row(call: AlgorithmCall, tag: str | None) -> CallRow:
     row = CallRow(call.id, utc(call.created_at), call.service_name, tag or "", call.username, call.status,
-                  call.total_ms, call.predict_ms, call.replica, call.input_ref, call.params or {}, call.error)
+                  call.total_ms, call.predict_ms, call.replica, call.input_ref, call.params or {},
+                  restored(call.error_message, call.error))
     video = _video(call.output)
     if not video:
         return row

@@ -521,6 +521,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "history.percentiles": {"en": "Latency percentiles over time", "zh": "耗时百分位随时间变化"},
     "history.input": {"en": "Input", "zh": "输入"},
     "history.params": {"en": "Parameters", "zh": "参数"},
+    "history.error": {"en": "Error", "zh": "错误"},
     "history.export": {"en": "Export CSV", "zh": "导出 CSV"},
     # generic
     "error.problems": {"en": "Nothing was changed:", "zh": "未做任何修改："},
@@ -768,6 +769,7 @@ ERRORS: dict[str, dict[str, str]] = {
     "invoke.refused": {"zh": "{name} 无法访问（服务是否已停止？）：{error}"},
     "invoke.bad_params": {"zh": "参数错误：{problems}"},
     "invoke.answered": {"zh": "{name} 返回了 {status}：{error}"},
+    "invoke.no_answer": {"zh": "调用在收到应答之前就失败了"},
     "input.not_image": {"zh": "{name} 接受图片；收到的是 {kind}"},
     "input.binary": {"zh": "{name} 接受 {kind}；这是二进制数据（{size:,} 字节，不是 UTF-8 文本）"},
     "input.too_deep": {"zh": "嵌套超过 {levels} 层"},

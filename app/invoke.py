@@ -41,6 +41,7 @@ from app.replica_transport import ReplicaTransport
 from app.services.config import ServiceConfigStore, parsed
 from app.services.routing import Route, Router
 from app.services.rows import get_service
+from orchestration.errors import stored
 from orchestration.runner.images import NPY_MAGIC
 
 IMAGE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", NPY_MAGIC: "application/x-npy"}
@@ -145,7 +146,7 @@ class Invoker:
         try:
             replica, status, body = self._send_batches(target, inputs, params)
         except InvokeError as e:
-            error = str(e)
+            error = e.message   # a Message: the history says it in its reader's language
             raise
         finally:
             total_ms = (time.perf_counter() - t0) * 1000
@@ -281,7 +282,9 @@ class Invoker:
         ok = status == 200 and not error
         return self.record(actor, target, params, input_ref=input_ref, input_hash=input_hash(inputs),
                            output={"outputs": body["outputs"]} if ok and body else None,
-                           error=error if error or ok else "the call failed before an answer came", total_ms=total_ms,
+                           error=error if error or ok else Message("invoke.no_answer",
+                                                                   "the call failed before an answer came"),
+                           total_ms=total_ms,
                            predict_ms=(body or {}).get("predict_ms"), replica=replica)
 
     def record(self, actor: Actor, target: Target, params: dict[str, Any], *, input_ref: str, input_hash: str,
@@ -297,7 +300,8 @@ class Invoker:
         row = dict(service_id=target.service_id, service_name=target.name, algorithm_id=target.algorithm_id,
                    version_id=target.version_id, params=params, params_hash=content_hash(params),
                    input_ref=input_ref[:500], input_hash=input_hash, output=bounded_output(output),
-                   status="error" if error else "ok", error=error[:4000], total_ms=total_ms, predict_ms=predict_ms,
+                   status="error" if error else "ok", error=error[:4000], error_message=stored(error),
+                   total_ms=total_ms, predict_ms=predict_ms,
                    replica=replica[:120], user_id=actor.user_id, username=actor.username, created_at=utcnow())
         try:
             return self._insert_call(row)

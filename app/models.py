@@ -361,6 +361,7 @@ class AlgorithmCall(Base):
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     status: Mapped[str] = mapped_column(String(16))  # ok | error
     error: Mapped[str] = mapped_column(Text, default="")
+    error_message: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)   # error as stored() keeps it
     total_ms: Mapped[float] = mapped_column(Float, default=0.0)
     predict_ms: Mapped[float | None] = mapped_column(Float, default=None)
     replica: Mapped[str] = mapped_column(String(120), default="")
@@ -423,6 +424,7 @@ class Experiment(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(Text, default="")
+    error_message: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)   # error as stored() keeps it
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -449,6 +451,7 @@ class ExperimentItem(Base):
     status: Mapped[str] = mapped_column(String(16))  # ok | error
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str] = mapped_column(Text, default="")
+    error_message: Mapped[Any] = mapped_column(JSON, nullable=True, default=None)   # error as stored() keeps it
     total_ms: Mapped[float | None] = mapped_column(Float, default=None)
     predict_ms: Mapped[float | None] = mapped_column(Float, default=None)
     replica: Mapped[str] = mapped_column(String(120), default="")

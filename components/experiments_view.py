@@ -20,7 +20,7 @@ from app.experiments.sweeps import ComparePreset
 from app.platform import Platform
 from components.data import scope
 from components.results import highlight
-from components.session import platform, t
+from components.session import platform, say, t
 
 TRUTH_COLOR = [(40, 180, 40)]
 COMPARE_PAGE = Path(__file__).resolve().parent.parent / "pages" / "compare.py"
@@ -89,7 +89,7 @@ def config_charts(view: ExperimentView, config: int, *, key: str) -> None:
 
 def items_table(items: list[ItemResult], *, key: str) -> None:
     st.dataframe(pd.DataFrame([{"#": i.index, t("exp.item"): i.ref, t("exp.score"): round(i.score, 4),
-                                t("exp.error"): i.error, "ms": i.total_ms, t("exp.cached"): i.cached}
+                                t("exp.error"): say(i.error), "ms": i.total_ms, t("exp.cached"): i.cached}
                                for i in items]), hide_index=True, width="stretch", height=240, key=f"{key}-items")
 
 
@@ -97,7 +97,7 @@ def item(view: ExperimentView, data: str | bytes, result: ItemResult) -> None:
     """One item: its input with the ground truth and the result drawn, side by side."""
     st.markdown(f"**#{result.index}** · {result.ref} · {t('exp.score')} {result.score:.3f}")
     if result.error:
-        st.error(result.error)
+        st.error(say(result.error))
     kind = view.task.partition(".")[2]
     truth, output = _as_output(kind, result.target), result.output
     left, right = st.columns(2)

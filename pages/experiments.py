@@ -83,7 +83,7 @@ with tab_results:
                     show_error(e)
         view = experiment(p, who, chosen)
         if view.error:
-            st.error(view.error)
+            st.error(say(view.error))
         runs(view, key=f"exp-{chosen}")
         c1, c2 = st.columns(2)
         c1.download_button(t("exp.csv"), p.experiments.csv(who, chosen), f"experiment-{chosen}.csv", "text/csv",

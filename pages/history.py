@@ -12,7 +12,7 @@ from app.auth import Action, can
 from app.history import CallFilter, CallRow, latency_buckets, percentile, to_csv
 from app.i18n import term
 from components.charts import percentiles_figure, service_percentiles_figure
-from components.session import guard, lang, platform, t
+from components.session import guard, lang, platform, say, t
 
 who = guard(Action.VIEW_HISTORY)
 p = platform()
@@ -82,7 +82,7 @@ st.dataframe(pd.DataFrame([{
     t("results.total_ms"): round(r.total_ms, 1),
     t("results.predict_ms"): None if r.predict_ms is None else round(r.predict_ms, 1),
     t("manage.replica"): r.replica, t("history.input"): r.input_ref,
-    t("history.params"): json.dumps(r.params, ensure_ascii=False), t("svc.error"): r.error or None} for r in rows]),
+    t("history.params"): json.dumps(r.params, ensure_ascii=False), t("history.error"): say(r.error) or None} for r in rows]),
     hide_index=True, width="stretch", placeholder="–",
     column_config={t("col.when"): st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")})
 st.download_button(t("history.export"), to_csv(rows), file_name="algostage-calls.csv", mime="text/csv",

@@ -33,6 +33,7 @@ from app.experiments.datasets import DatasetContent
 from app.invoke import InvokeError, Invoker, Target, content_hash, input_hash
 from app.jobs import JobContext
 from app.models import AlgorithmCall, Experiment, ExperimentItem
+from orchestration.errors import restored, stored
 
 FLUSH_S = 0.5
 STOP_AFTER_FAILURES = 20
@@ -176,7 +177,7 @@ class SweepRun:
                 for future in finished:
                     row = future.result()
                     self._failures = self._failures + 1 if row.status != "ok" else 0
-                    self._last_error = row.error or self._last_error
+                    self._last_error = restored(row.error_message, row.error) or self._last_error
                     self._pending.append(row)
                 if self._failures >= STOP_AFTER_FAILURES:
                     stop = "failed"
@@ -193,7 +194,7 @@ class SweepRun:
             call = self._invoker.invoke(self._actor, self._target, [self._content.input_of(item)], params,
                                         input_ref=self._content.ref_of(item), record=record)
         except InvokeError as e:
-            return self._row(cell, "error", None, str(e)[:4000], None, None, "", False, started, time.time())
+            return self._row(cell, "error", None, e.message, None, None, "", False, started, time.time())
         return self._row(cell, "ok", call.outputs[0] if call.outputs else None, "", call.total_ms, call.predict_ms,
                          call.replica, False, started, time.time())
 
@@ -202,7 +203,8 @@ class SweepRun:
              ended: float | None) -> ExperimentItem:
         return ExperimentItem(experiment_id=self._id, config=cell.config, item=cell.item,
                               version_id=self._target.version_id, params_hash=content_hash(self._configs[cell.config]),
-                              input_hash=self._hashes[cell.item], status=status, output=output, error=error,
+                              input_hash=self._hashes[cell.item], status=status, output=output, error=error[:4000],
+                              error_message=stored(error),
                               total_ms=total_ms, predict_ms=predict_ms, replica=replica[:120], cached=cached,
                               started=started, ended=ended)
 

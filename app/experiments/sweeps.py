@@ -39,6 +39,7 @@ from app.invoke import Invoker, Target
 from app.jobs import JobContext, Jobs
 from app.models import Experiment, ExperimentItem
 from app.services.routing import Router
+from orchestration.errors import restored, stored
 
 STALE_S = 15.0
 
@@ -213,7 +214,8 @@ class Experiments:
             runs, extras = summarise(row.task, content.info.labels, row.configs, [i.target for i in content.items],
                                      self._item_rows(experiment_id))
         return ExperimentView(row.id, row.service_name, row.algorithm, row.version, row.dataset_name, row.task,
-                              dict(row.space), self._state(row), row.done, row.total, row.errors, row.error,
+                              dict(row.space), self._state(row), row.done, row.total, row.errors,
+                              restored(row.error_message, row.error),
                               row.created_by, row.created_at, row.finished_at, runs, extras)
 
     def items(self, actor: Actor, experiment_id: int, config: int) -> list[ItemResult]:
@@ -305,10 +307,11 @@ class Experiments:
 
     def _item_rows(self, experiment_id: int) -> list[dict[str, Any]]:
         cols = (ExperimentItem.config, ExperimentItem.item, ExperimentItem.status, ExperimentItem.output,
-                ExperimentItem.error, ExperimentItem.total_ms, ExperimentItem.cached, ExperimentItem.started,
-                ExperimentItem.ended)
+                ExperimentItem.error, ExperimentItem.error_message, ExperimentItem.total_ms, ExperimentItem.cached,
+                ExperimentItem.started, ExperimentItem.ended)
         with self._sessions() as s:
-            return [r._asdict() for r in s.execute(select(*cols).where(ExperimentItem.experiment_id == experiment_id))]
+            rows = s.execute(select(*cols).where(ExperimentItem.experiment_id == experiment_id))
+            return [{**(d := r._asdict()), "error": restored(d.pop("error_message"), d["error"])} for r in rows]
 
     def _submit(self, actor: Actor, experiment_id: int, target: Target) -> None:
         content = self._datasets.content(actor, self._get_row(experiment_id).dataset_name)
@@ -340,6 +343,7 @@ class Experiments:
             exp = s.get(Experiment, experiment_id)
             assert exp is not None
             exp.state, exp.error, exp.finished_at = state, error[:4000], self._clock()
+            exp.error_message = stored(error)
             exp.summary = {"runs": [r.to_json() for r in runs], "extras": {str(k): v for k, v in extras.items()}}
 
 

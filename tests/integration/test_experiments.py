@@ -20,8 +20,10 @@ import pytest
 from sqlalchemy import func, select
 
 from app.errors import PermissionDenied, ValidationFailed
+from app.experiments.runner import STOP_AFTER_FAILURES
 from app.experiments.space import Space
 from app.experiments.sweeps import ConfirmationNeeded
+from app.i18n import say
 from app.models import AlgorithmCall, Dataset, Experiment, ExperimentItem
 from app.platform import Platform
 from app.services.deployer import DeployRequest
@@ -210,6 +212,31 @@ def test_a_classification_sweep_over_two_replicas_scores_every_configuration(lab
                            .where(ExperimentItem.experiment_id == again.id)).all()
     assert {c for c, hit in cached if hit} == {0, 1} and {c for c, hit in cached if not hit} == {2}
     assert again.runs[0].metrics == {**view.runs[1].metrics, "throughput_per_s": None}
+
+
+def test_a_sweep_whose_service_is_down_fails_saying_why_in_the_readers_language(lab: Platform, tmp_path: Path):
+    """Every call fails (the service is stopped): the sweep stops after STOP_AFTER_FAILURES in a row
+    and says why; that error and each item's are kept as the messages they were, so the
+    Experiments page says them in its reader's language (the API and the CLI in English)."""
+    p = lab
+    dataset = f"down-{tmp_path.name[-12:]}"
+    p.datasets.upload(ADMIN, text_dataset(tmp_path), name=dataset, task="text.classification")
+    plan = p.experiments.plan(VIEWER, "hello", dataset, Space(grid={"n": [3, 4, 6]}))   # 30 calls, none cached
+    assert p.services.stop(OPERATOR, ["hello"]) == {"hello": None}
+    try:
+        view = p.experiments.wait(VIEWER, p.experiments.start(VIEWER, plan), timeout=300)
+    finally:
+        assert p.services.start(OPERATOR, ["hello"]) == {"hello": None}
+    assert view.state == "FAILED" and view.errors >= STOP_AFTER_FAILURES
+    assert view.error.startswith("hello is not reachable")
+    assert say(view.error, "zh").startswith("hello 无法访问")
+    failed = [i for i in p.experiments.items(VIEWER, view.id, 0) if i.error]
+    assert failed and all(say(i.error, "zh").startswith("hello 无法访问") for i in failed)
+    with p.sessions() as s:   # the text columns, which the API and the CLI show, stay English
+        assert s.get(Experiment, view.id).error == str(view.error)
+        texts = s.scalars(select(ExperimentItem.error).where(ExperimentItem.experiment_id == view.id,
+                                                             ExperimentItem.status == "error")).all()
+    assert texts and all(t.startswith("hello is not reachable") for t in texts)
 
 
 def test_the_command_line_prints_the_stable_json_shape(lab: Platform, tmp_path: Path):

@@ -15,6 +15,7 @@ from sqlalchemy import delete
 from app.auth import Actor, Role
 from app.errors import Missing
 from app.history import VIDEO, CallFilter, to_csv
+from app.i18n import say
 from app.invoke import InvokeError
 from app.models import AlgorithmCall
 from app.platform import Platform
@@ -72,6 +73,10 @@ def test_real_calls_are_listed_and_filtered(history: Platform) -> None:
     assert [r.input_ref for r in p.history.calls(ADMIN, CallFilter(user="op"))] == ["typed text"]
     errors = p.history.calls(OPERATOR, CallFilter(status="error"))
     assert len(errors) == 1 and "threshold" in errors[0].error and errors[0].params == {"threshold": 7}
+    # kept as the message it was: the History page says it in its reader's language, the CSV in English
+    assert errors[0].error.startswith("bad parameters: threshold:")
+    assert say(errors[0].error, "zh").startswith("参数错误：threshold:")
+    assert list(csv.DictReader(io.StringIO(to_csv(errors))))[0]["error"] == str(errors[0].error)
     assert len(p.history.calls(ADMIN, CallFilter(status="ok", user="viewer"))) == 3
     assert p.history.calls(ADMIN, CallFilter(service="other")) == []
     ok = p.history.calls(ADMIN, CallFilter(status="ok"))

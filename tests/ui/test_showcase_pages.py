@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.auth import Actor, Role
 from app.demo import seed_media
+from app.invoke import InvokeError
 from app.jobs import JobState, Jobs
 from app.models import AlgorithmCall, Scenario
 from app.platform import Platform
@@ -156,6 +157,17 @@ def test_history_page_shows_the_call_and_exports_csv(env: Platform) -> None:
     assert sorted(at.dataframe[0].value["User"]) == ["op", "viewer"]
     at.selectbox[1].select("op").run()
     assert list(at.dataframe[0].value["User"]) == ["op"]
+
+
+def test_history_page_says_a_failed_calls_error_in_the_pages_language(env: Platform) -> None:
+    with pytest.raises(InvokeError):
+        env.invoker.invoke(VIEWER, "hello", ["x"], {"threshold": 7})   # refused by the service
+    at = page("history.py", lang="zh").run()
+    assert not at.exception
+    [error] = at.dataframe[0].value["错误"].tolist()
+    assert error.startswith("参数错误：threshold:"), error
+    [error] = page("history.py").run().dataframe[0].value["Error"].tolist()
+    assert error.startswith("bad parameters: threshold:"), error
 
 
 def test_compare_page_renders_two_columns_and_saves_a_scenario(env: Platform) -> None:

@@ -23,7 +23,7 @@ def recorded(output: dict | None, *, total: float = 500.0, predict: float | None
     """What the database hands `_row`: an algorithm_calls row."""
     return SimpleNamespace(id=ident, created_at=at.replace(tzinfo=None), service_name="people", username="viewer",
                            status=status, total_ms=total, predict_ms=predict, replica="r1", input_ref="clip.avi",
-                           params={"scale": 1.1}, error="", output=output)
+                           params={"scale": 1.1}, error="", error_message=None, output=output)
 
 
 def video_row(**kw: object) -> CallRow:
