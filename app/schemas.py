@@ -145,7 +145,8 @@ class ServiceOut(Shape):
                    state=v.state.value, desired_state=v.desired_state, group=v.group, last_error=v.last_error,
                    urls=v.urls, canary_version=v.canary_version, canary_percent=v.canary_percent,
                    replicas=[ReplicaOut(name=r.name, index=r.index, port=r.port, endpoint=r.endpoint, routed=r.routed,
-                                        route_note=r.route_note, retiring=r.retiring, version=r.version, state=r.state.value, pid=r.pid,
+                                        route_note=r.route_note, retiring=r.retiring, version=r.version,
+                                        state=r.state.value, pid=r.pid,
                                         container_id=r.container_id, uptime_s=r.uptime_s, message=r.message,
                                         log_tail=r.log_tail) for r in v.replicas])
 

@@ -177,7 +177,7 @@ class SweepRun:
                 for future in finished:
                     row = future.result()
                     self._failures = self._failures + 1 if row.status != "ok" else 0
-                    self._last_error = restored(row.error_message, row.error) or self._last_error
+                    self._last_error = restored(row.error_message, row.error) or self._last_error   # a Message
                     self._pending.append(row)
                 if self._failures >= STOP_AFTER_FAILURES:
                     stop = "failed"

@@ -310,8 +310,10 @@ class Experiments:
                 ExperimentItem.error, ExperimentItem.error_message, ExperimentItem.total_ms, ExperimentItem.cached,
                 ExperimentItem.started, ExperimentItem.ended)
         with self._sessions() as s:
-            rows = s.execute(select(*cols).where(ExperimentItem.experiment_id == experiment_id))
-            return [{**(d := r._asdict()), "error": restored(d.pop("error_message"), d["error"])} for r in rows]
+            rows = [r._asdict() for r in s.execute(select(*cols).where(ExperimentItem.experiment_id == experiment_id))]
+        for row in rows:   # the error as the message it was (a page says it in its reader's language)
+            row["error"] = restored(row.pop("error_message"), row["error"])
+        return rows
 
     def _submit(self, actor: Actor, experiment_id: int, target: Target) -> None:
         content = self._datasets.content(actor, self._get_row(experiment_id).dataset_name)
