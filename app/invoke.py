@@ -41,7 +41,7 @@ from app.replica_transport import ReplicaTransport
 from app.services.config import ServiceConfigStore, parsed
 from app.services.routing import Route, Router
 from app.services.rows import get_service
-from orchestration.errors import stored
+from orchestration.errors import kept
 from orchestration.runner.images import NPY_MAGIC
 
 IMAGE_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", NPY_MAGIC: "application/x-npy"}
@@ -297,10 +297,11 @@ class Invoker:
         require(actor, Action.VIEW_SHOWCASE)
         if not self._record:
             return None
+        text, message = kept(error, 4000)
         row = dict(service_id=target.service_id, service_name=target.name, algorithm_id=target.algorithm_id,
                    version_id=target.version_id, params=params, params_hash=content_hash(params),
                    input_ref=input_ref[:500], input_hash=input_hash, output=bounded_output(output),
-                   status="error" if error else "ok", error=error[:4000], error_message=stored(error),
+                   status="error" if error else "ok", error=text, error_message=message,
                    total_ms=total_ms, predict_ms=predict_ms,
                    replica=replica[:120], user_id=actor.user_id, username=actor.username, created_at=utcnow())
         try:

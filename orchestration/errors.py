@@ -72,6 +72,12 @@ def stored(text: str) -> Any:
     return str(text) if text else None
 
 
+def kept(text: str, limit: int) -> tuple[str, Any]:
+    """What a row keeps of `text`: (its English text cut to `limit` characters, for the text column
+    the API and the CLI show; `stored(text)`, whole, for the column beside it that a page reads)."""
+    return text[:limit], stored(text)
+
+
 def restored(doc: Any, text: str = "") -> str:
     """The text `stored` kept: a `Message` again when it was one; a document of another shape as
     text; `text` (the English column beside it) when nothing was kept (a row written before)."""

@@ -33,7 +33,7 @@ from app.experiments.datasets import DatasetContent
 from app.invoke import InvokeError, Invoker, Target, content_hash, input_hash
 from app.jobs import JobContext
 from app.models import AlgorithmCall, Experiment, ExperimentItem
-from orchestration.errors import restored, stored
+from orchestration.errors import kept, restored
 
 FLUSH_S = 0.5
 STOP_AFTER_FAILURES = 20
@@ -201,10 +201,11 @@ class SweepRun:
     def _row(self, cell: Cell, status: str, output: Any, error: str, total_ms: float | None,
              predict_ms: float | None, replica: str, cached: bool, started: float | None,
              ended: float | None) -> ExperimentItem:
+        text, message = kept(error, 4000)
         return ExperimentItem(experiment_id=self._id, config=cell.config, item=cell.item,
                               version_id=self._target.version_id, params_hash=content_hash(self._configs[cell.config]),
-                              input_hash=self._hashes[cell.item], status=status, output=output, error=error[:4000],
-                              error_message=stored(error),
+                              input_hash=self._hashes[cell.item], status=status, output=output, error=text,
+                              error_message=message,
                               total_ms=total_ms, predict_ms=predict_ms, replica=replica[:120], cached=cached,
                               started=started, ended=ended)
 

@@ -39,7 +39,7 @@ from app.invoke import Invoker, Target
 from app.jobs import JobContext, Jobs
 from app.models import Experiment, ExperimentItem
 from app.services.routing import Router
-from orchestration.errors import restored, stored
+from orchestration.errors import kept, restored
 
 STALE_S = 15.0
 
@@ -344,8 +344,8 @@ class Experiments:
         with transaction(self._sessions) as s:
             exp = s.get(Experiment, experiment_id)
             assert exp is not None
-            exp.state, exp.error, exp.finished_at = state, error[:4000], self._clock()
-            exp.error_message = stored(error)
+            exp.state, exp.finished_at = state, self._clock()
+            exp.error, exp.error_message = kept(error, 4000)
             exp.summary = {"runs": [r.to_json() for r in runs], "extras": {str(k): v for k, v in extras.items()}}
 
 

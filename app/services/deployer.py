@@ -43,7 +43,7 @@ from app.services.config import ServiceConfigStore
 from app.services.ports import PortAllocator
 from app.services.routing import Router
 from app.services.rows import find_service, follow_tasks, get_service, note_error, note_route
-from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack, stored
+from orchestration.errors import Conflict, DeployError, OrchestrationError, RolledBack, kept
 from orchestration.health import Health, wait_ready
 from orchestration.locks import file_lock
 from orchestration.runtime import (NAME_PREFIX, ClusterRuntime, Endpoint, ReplicaSpec, Resources, Runtime,
@@ -696,8 +696,8 @@ class _Run:
     def _record_end(self, status: str, phase: str = "", error: str = "", log: str = "") -> None:
         with transaction(self.d._sessions) as s:
             dep = s.get(Deployment, self.deployment_id)
-            dep.status, dep.failed_phase, dep.error = status, phase, error[:4000]
-            dep.error_message = stored(error)
+            dep.status, dep.failed_phase = status, phase
+            dep.error, dep.error_message = kept(error, 4000)
             dep.phases, dep.finished_at = dict(self.phases), utcnow()
             dep.build_log = (log or "\n".join(self.log_lines))[-200_000:]
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm.interfaces import LoaderOption
 
 from app.errors import Message, Missing, Problem
 from app.models import AlgorithmService, ServiceReplica
-from orchestration.errors import stored
+from orchestration.errors import kept
 from orchestration.runtime import Endpoint, TaskEndpoint
 
 
@@ -39,13 +39,13 @@ def note_route(row: ServiceReplica, note: str) -> None:
     """Why the replica is in or out of rotation: its English text (the API, the CLI) and the message
     it was made of (a page says it in its reader's language). Every writer of the note goes here,
     so the two never disagree."""
-    row.route_note, row.route_note_message = note[:300], stored(note)
+    row.route_note, row.route_note_message = kept(note, 300)
 
 
 def note_error(svc: AlgorithmService, error: str) -> None:
     """The service's last deploy error ("" when it has none): its English text and the message it
     was made of, as `note_route` keeps a replica's note."""
-    svc.last_error, svc.last_error_message = error[:2000], stored(error)
+    svc.last_error, svc.last_error_message = kept(error, 2000)
 
 
 def follow_tasks(rows: Iterable[ServiceReplica], found: Mapping[str, TaskEndpoint],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from app.i18n import say
-from orchestration.errors import Message, Problem, restored, stored
+from orchestration.errors import Message, Problem, kept, restored, stored
 
 
 def test_a_message_with_nested_messages_and_problems_survives_a_json_column() -> None:
@@ -33,3 +33,11 @@ def test_plain_text_old_columns_and_broken_documents_come_back_as_text() -> None
     assert restored(None, "deploy of v1 failed at build: …") == "deploy of v1 failed at build: …"   # a row from before
     assert restored({"message": ["k.missing_value", "needs {x}", {}]}) == "needs {x}"
     assert restored({"something": "else"}) == "{'something': 'else'}"
+
+
+def test_kept_cuts_the_text_column_and_keeps_the_whole_message() -> None:
+    long = Message("invoke.answered", "{name} answered {status}: {error}", name="ocr", status=500, error="x" * 50)
+    text, doc = kept(long, 20)
+    assert text == "ocr answered 500: xx" and type(text) is str
+    assert restored(doc, text) == long and restored(doc, text).values["error"] == "x" * 50
+    assert kept("", 20) == ("", None) and kept("plain words", 5) == ("plain", "plain words")
