@@ -86,3 +86,29 @@ def pick(page: Page, label: str, option: str, nth: int = 0) -> None:
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).nth(nth)
     box.click()
     page.get_by_role("option", name=option).first.click()
+
+
+def uploaded(page: Page) -> None:
+    """Until the file chosen in the page's file uploader has reached the server: Streamlit sends it
+    in the background, and a form submitted before that sees no file."""
+    chips = page.locator('[data-testid="stFileChipName"]')
+    expect(chips).to_have_count(1, timeout=60_000)
+    expect(page.locator('[data-testid="stFileChipIconSpinner"]')).to_have_count(0, timeout=60_000)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed browser test's report also says what its page said (alerts, exceptions) and keeps a
+    screenshot: a CI log shows why a wait timed out, not only that it did."""
+    outcome = yield
+    report = outcome.get_result()
+    page = next((v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Page)), None)
+    if report.when != "call" or not report.failed or page is None or page.is_closed():
+        return
+    try:
+        said = page.locator('[data-testid="stAlert"], [data-testid="stException"]').all_inner_texts()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"failed-{item.name}.png"), full_page=True)
+        report.sections.append(("page", f"url: {page.url}\n" + "\n---\n".join(said or ["(no alert on the page)"])))
+    except Exception as e:   # the report must not fail because the page could not be read
+        report.sections.append(("page", f"could not read the page: {e!r}"))

@@ -31,7 +31,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from app.catalog.manifest import load_manifest
 from app.services.config import SERVICE_SPECS
-from tests.e2e.conftest import ARTIFACTS, DEMO, deploy_demos, open_page
+from tests.e2e.conftest import ARTIFACTS, DEMO, deploy_demos, open_page, uploaded
 from tests.e2e.test_showcase_browser import FRAME_SPREAD, chart, choose, idle, metric, no_exception, traces
 from tests.support_platform import RunningPlatform
 
@@ -210,6 +210,7 @@ def test_3_one_box_on_one_face_where_two_used_to_be(ui: Page) -> None:
     button(page, "Compare").click()
     expect(page.locator(".st-key-cmp-result-0").get_by_text("Input: demo-media/media/messi5.jpg")).to_be_visible(
         timeout=RUN)
+    idle(page)   # the caption comes before the tables: until the run ends, they may still be the last input's
     for i in (0, 1):
         cells = table_cells(page, f"cmp-result-0-{i}-table")
         assert len(cells) == 2 and cells[1][3].startswith("22"), cells   # one box, at x ≈ 225 (the face)
@@ -394,6 +395,7 @@ def test_8_upload_page_offers_the_template_and_the_manifest_reference(ui: Page, 
     reference = grid_rows(page, page.locator('[data-testid="stExpander"] [data-testid="stDataFrame"]').first)
     assert {"name", "task", "params", "score", "demo", "i18n"} <= {r[0] for r in reference[1:]}
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(archive))
+    uploaded(page)
     page.locator('[data-testid="stFormSubmitButton"] button').click()
     expect(page.get_by_text(re.compile(r"Stored my-algorithm version 1"))).to_be_visible(timeout=RUN)
     no_exception(page)

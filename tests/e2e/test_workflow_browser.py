@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import ARTIFACTS, open_page, pick, services
+from tests.e2e.conftest import ARTIFACTS, open_page, pick, services, uploaded
 from tests.e2e.test_showcase_browser import choose
 from tests.support_platform import RunningPlatform
 
@@ -37,6 +37,7 @@ def test_1_upload_an_archive(page: Page, running: RunningPlatform, tmp_path: Pat
     open_page(page, "Upload")
     page.get_by_text("Upload an algorithm").wait_for()
     page.locator("input[type=file]").set_input_files(str(zip_package(PACKAGE, tmp_path / "face-detect.zip")))
+    uploaded(page)
     page.get_by_label("Version message").fill("from the browser")
     # the form's submit button (the file picker has a button called "Upload" too)
     page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Upload").click()
