@@ -690,11 +690,11 @@ def run_video(path: Path, predict: Predict, *, task: str, out_path: Path, in_fli
     anywhere); "raw" sends the decoded pixels themselves (`encode_raw`): for a service on this host,
     where it saves the codec's CPU on both sides and the service sees the very pixels decoded.
     `frame_width`: the width the service works at, when it shrinks its input to that width itself
-    (person-detect's `resize_width`, say): frames wider than that are sent shrunk to it (height in
-    proportion, rounded; OpenCV INTER_AREA, as `resize_to_width` in person-detect does), so there
-    are fewer pixels to encode, send and decode and the service skips its own resize, and each
-    output's geometry is scaled back to the frame (`scale_output`) before it is drawn and kept.
-    Narrower frames are sent as they are. None, the default: frames go at their own size.
+    (person-detect's `resize_width`, say): frames wider than that are sent shrunk to it
+    (`shrink_to_width`), so there are fewer pixels to encode, send and decode and the service skips
+    its own resize, and each output's geometry is scaled back to the frame (`scale_output`) before
+    it is drawn and kept. Narrower frames are sent as they are. None, the default: frames go at
+    their own size.
     `opencv_threads` sets OpenCV's thread count in this process while the run lasts (restored after
     the last of the runs that set it): 1 when `predict` calls a service, since the pipeline's own
     conversions are small and, on a host shared with the service, OpenCV's idle workers only spin
@@ -863,12 +863,21 @@ class _VideoJob:
 
 
 def shrink_to_width(image: np.ndarray, width: int | None) -> np.ndarray:
-    """`image` shrunk to `width` (height in proportion, rounded, at least 1; INTER_AREA), or `image`
-    itself when `width` is None or not smaller than its width."""
+    """`image` shrunk to `width` (height in proportion, rounded, at least 1), or `image` itself when
+    `width` is None or not smaller than its width.
+
+    By at most half, bilinear: its two-pixel support covers every input pixel, so it blurs no less
+    than averaging areas would, and it costs ~0.7 ms a 768x576 frame here against ~3.5 ms for
+    OpenCV's INTER_AREA at a factor that is not whole (what person-detect's own resize does) — CPU
+    that, on a two-core host, is taken from the service (docs/BENCHMARKS.md, "Video pipeline"). Its
+    pixels are within half a level of INTER_AREA's on average; HOG, as sensitive a detector as
+    there is, then finds a different number of people in ~1 frame in 11. By more than half, INTER_AREA:
+    bilinear would skip pixels and alias (and whole factors are OpenCV's fast case)."""
     h, w = image.shape[:2]
     if width is None or width >= w:
         return image
-    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    interpolation = cv2.INTER_LINEAR if w <= 2 * width else cv2.INTER_AREA
+    return cv2.resize(image, (width, max(1, round(h * width / w))), interpolation=interpolation)
 
 
 def scale_output(task: str, output: Any, fx: float, fy: float) -> Any:

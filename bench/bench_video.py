@@ -133,9 +133,11 @@ def measured_run(name: str, video: Path, predict: Callable[[bytes], dict], args:
 
 
 def same_results(a: Measure, m: Measure) -> str:
-    """How many frames of `m` have exactly a's boxes (coordinates, scores, order)."""
+    """How many frames of `m` have exactly a's boxes (coordinates, scores, order), and how many as
+    many boxes as a's."""
     same = sum(x == y for x, y in zip(a.outputs, m.outputs))
-    return f"boxes identical to a's in {same}/{len(a.outputs)} frames"
+    counted = sum(len(x["boxes"]) == len(y["boxes"]) for x, y in zip(a.outputs, m.outputs))
+    return f"boxes identical to a's in {same}/{len(a.outputs)} frames, as many boxes in {counted}"
 
 
 def free_port() -> int:
