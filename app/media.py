@@ -866,13 +866,13 @@ def shrink_to_width(image: np.ndarray, width: int | None) -> np.ndarray:
     """`image` shrunk to `width` (height in proportion, rounded, at least 1), or `image` itself when
     `width` is None or not smaller than its width.
 
-    By at most half, bilinear: its two-pixel support covers every input pixel, so it blurs no less
-    than averaging areas would, and it costs ~0.7 ms a 768x576 frame here against ~3.5 ms for
-    OpenCV's INTER_AREA at a factor that is not whole (what person-detect's own resize does) — CPU
-    that, on a two-core host, is taken from the service (docs/BENCHMARKS.md, "Video pipeline"). Its
-    pixels are within half a level of INTER_AREA's on average; HOG, as sensitive a detector as
-    there is, then finds a different number of people in ~1 frame in 11. By more than half, INTER_AREA:
-    bilinear would skip pixels and alias (and whole factors are OpenCV's fast case)."""
+    By at most half, bilinear: its two-pixel support still reaches every input pixel, and it costs
+    ~0.7 ms a 768x576 frame here against 3.3-4.5 ms for OpenCV's INTER_AREA at a factor that is not
+    whole (what person-detect's own resize does) — CPU that, on a two-core host, is taken from the
+    service (docs/BENCHMARKS.md, "Video pipeline"). Its pixels are 0.4 levels from INTER_AREA's on
+    average; HOG, a sensitive detector, then finds a different number of people in 1 frame in 8 to
+    12. By more than half, INTER_AREA: bilinear would skip pixels and alias (and whole factors are
+    OpenCV's fast case)."""
     h, w = image.shape[:2]
     if width is None or width >= w:
         return image
